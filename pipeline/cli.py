@@ -1,0 +1,189 @@
+"""The `pipeline` command: manifest build/check, run, report, methods."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from manifests.io import ManifestError
+
+app = typer.Typer(
+    help="facefill: batch face inpainting on Ray Data.\n\n"
+    "Example:\n\n"
+    "  pipeline manifest build --images faces/ --masks masks/ --pair random --seed 0 --out m.parquet\n\n"
+    "  pipeline run --manifest m.parquet --method telea --out out/\n\n"
+    "  pipeline report out/",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+manifest_app = typer.Typer(help="Build and check manifests (Parquet: id, image, mask, gt).",
+                           no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(manifest_app, name="manifest")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@manifest_app.command("build")
+def manifest_build(
+    images: Path = typer.Option(..., help="Folder of images to repair."),
+    masks: Path = typer.Option(..., help="Folder of masks (255 = hole; 0/1 and RGB(A) masks work)."),
+    out: Path = typer.Option(..., help="Manifest file to write (.parquet)."),
+    pair: str = typer.Option("same-name", help="same-name: mask with the image's file stem; "
+                             "random: a mask drawn per image from --seed."),
+    seed: int = typer.Option(0, help="Seed of --pair random; the same seed gives the same manifest."),
+    gt: Optional[Path] = typer.Option(None, help="Folder of ground truths matched by stem. Default: "
+                                      "the image itself with --pair random, none with same-name."),
+) -> None:
+    """Pair images with masks into a manifest.
+
+    Example (benchmark protocol: clean faces, NVIDIA masks, the face is its own ground truth):
+
+      pipeline manifest build --images ../shared/bench-dev/faces/256
+      --masks ../shared/bench-dev/masks --pair random --seed 0 --out m.parquet
+    """
+    from manifests.build import BuildConfig, Pairing, build_manifest
+    from manifests.io import write_manifest
+
+    try:
+        pairing = Pairing(pair)
+    except ValueError:
+        _fail(f"--pair must be same-name or random, not '{pair}'")
+    try:
+        result = build_manifest(BuildConfig(images=images, masks=masks, pairing=pairing, seed=seed, gt=gt))
+    except ManifestError as exc:
+        _fail(str(exc))
+    for problem in result.unmatched:
+        typer.echo(f"skipped {problem}", err=True)
+    write_manifest(result.table, out)
+    typer.echo(f"wrote {out}: {len(result.table)} rows ({len(result.unmatched)} image(s) skipped)")
+
+
+@manifest_app.command("check")
+def manifest_check(
+    manifest: Path = typer.Argument(..., help="Manifest to validate."),
+    mask_threshold: int = typer.Option(0, help="Mask pixels above this count as hole."),
+) -> None:
+    """Validate a manifest and print row counts per mask-ratio bucket.
+
+    Reads every mask; exits non-zero when any row is unusable. Example:
+
+      pipeline manifest check m.parquet
+    """
+    from pipeline.manifest_check import check_manifest, format_check
+
+    try:
+        report = check_manifest(manifest, mask_threshold)
+    except ManifestError as exc:
+        _fail(str(exc))
+    typer.echo(format_check(report))
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run(
+    manifest: Path = typer.Option(..., help="Manifest (.parquet) with id, image, mask[, gt]."),
+    out: Path = typer.Option(..., help="Output folder: images/<id>.png, results/*.parquet, run.json."),
+    method: str = typer.Option("telea", help="Inpainting method; `pipeline methods` lists them."),
+    method_opt: list[str] = typer.Option([], "--method-opt", help="Method option KEY=VALUE (repeatable)."),
+    fusion: Optional[str] = typer.Option(None, help="paste | poisson. Default: poisson for methods "
+                                         "that generate a whole image, paste otherwise."),
+    mask_threshold: int = typer.Option(0, help="Mask pixels above this count as hole."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: ray://host:10001 or auto. "
+                                          "Default: an embedded local Ray."),
+    num_cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray (default: all)."),
+    actors: Optional[int] = typer.Option(None, help="Method actors (default: sized from the cluster)."),
+    batch_size: Optional[int] = typer.Option(None, help="Rows per method call (default: the method's)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N manifest rows."),
+    overwrite: bool = typer.Option(False, help="Delete OUT's earlier results instead of resuming."),
+) -> None:
+    """Inpaint every manifest row through the Ray Data graph and score it.
+
+    Rerunning into the same OUT resumes: finished ids are skipped, failed ones retried, and the
+    results hold each id exactly once. Example:
+
+      pipeline run --manifest m.parquet --method telea --out out/
+    """
+    from pipeline.config import RunConfig
+    from pipeline.run import RunError, execute
+    from stages.fusion import FUSERS
+    from workers.registry import UnknownMethodError, get_method
+
+    options = {}
+    for item in method_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--method-opt expects KEY=VALUE, got '{item}'")
+        options[key.strip()] = value.strip()
+    try:
+        method_cls = get_method(method)
+    except UnknownMethodError as exc:
+        _fail(str(exc.args[0]))
+    fusion = fusion or ("poisson" if method_cls.generates_whole_image else "paste")
+    if fusion not in FUSERS:
+        _fail(f"--fusion must be one of {', '.join(FUSERS)}, not '{fusion}'")
+    config = RunConfig(manifest=manifest, out=out, method=method, method_options=options, fusion=fusion,
+                       mask_threshold=mask_threshold, address=address, num_cpus=num_cpus, actors=actors,
+                       batch_size=batch_size, limit=limit)
+    try:
+        summary = execute(config, progress=lambda line: typer.echo(line, err=True), overwrite=overwrite)
+    except (RunError, ManifestError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"done: {summary.ok} ok, {summary.errors} error, {summary.skipped} already finished, "
+        f"{summary.rejected} rejected manifest row(s) in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.2f} images/s)\n"
+        f"  images:  {out / 'images'}\n  results: {out / 'results'}\n  run:     {out / 'run.json'}"
+    )
+    if summary.errors:
+        typer.echo("  errors (first ones):\n    " + "\n    ".join(summary.error_samples[:5]))
+
+
+@app.command("report")
+def report(
+    out: Path = typer.Argument(..., help="A run's output folder."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, help="Bootstrap seed (reports are reproducible)."),
+) -> None:
+    """Per mask-ratio bucket: count, mean and 95% bootstrap interval of every metric.
+
+    Writes OUT/report/report.md and report.json and prints the table. Example:
+
+      pipeline report out/
+    """
+    from pipeline.report import ReportError, build_report, write_report
+
+    try:
+        built = build_report(out, n_bootstrap=bootstrap, seed=seed)
+    except ReportError as exc:
+        _fail(str(exc))
+    markdown = write_report(built, out / "report")
+    typer.echo(markdown)
+    typer.echo(f"wrote {out / 'report' / 'report.md'} and report.json")
+
+
+@app.command("methods")
+def methods() -> None:
+    """List the registered inpainting methods and their options."""
+    import dataclasses
+
+    from workers.registry import available_methods
+
+    for name, cls in available_methods().items():
+        options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config))
+        typer.echo(f"{name:14s} {cls.description}\n{'':14s} options: {options or 'none'}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="pipeline")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""RunConfig: everything that decides what a run computes, resolved once and recorded in run.json."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A resolved `pipeline run` invocation."""
+
+    manifest: Path  # input manifest (Parquet)
+    out: Path  # output folder: images/, results/, run.json
+    method: str = "telea"  # registered method name
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method Config's fields
+    fusion: str = "paste"  # paste | poisson
+    mask_threshold: int = 0  # mask pixels above this are hole
+    address: str | None = None  # Ray cluster address; None starts an embedded local Ray
+    num_cpus: int | None = None  # CPUs for the embedded Ray (default: all)
+    actors: int | None = None  # method actors (default: sized from the cluster's resources)
+    batch_size: int | None = None  # rows per method call (default: the method's)
+    limit: int | None = None  # process only the first N manifest rows (trying things out)
+    flush_rows: int = 64  # results rows buffered before a Parquet part is written
+
+    def compute_key(self) -> dict[str, Any]:
+        """The settings that change pixels or metrics; resuming requires them unchanged."""
+        return {"method": self.method, "method_options": self.method_options,
+                "fusion": self.fusion, "mask_threshold": self.mask_threshold}
+
+    def config_hash(self) -> str:
+        """Short stable hash of `compute_key`, stored with every result row."""
+        blob = json.dumps(self.compute_key(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form for run.json."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}

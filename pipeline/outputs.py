@@ -1,0 +1,65 @@
+"""The write stage: encode each result as PNG and write it atomically under OUT/images/.
+
+Pixels stop here: the rows that go on to the driver carry only paths, metrics and timings.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from manifests.ids import output_stem
+from stages.batch import Batch, batch_len, is_ok, to_column
+from stages.imageio import encode_png
+
+PIXEL_COLUMNS = ("image", "hole", "gt", "generated", "result")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: a reader sees the whole file or none."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def image_path(images_dir: Path, row_id: str, variant: int) -> Path:
+    """Where the result image of (id, variant) goes; ids are sanitised so they cannot escape."""
+    return images_dir / f"{output_stem(row_id, variant)}.png"
+
+
+IMAGES_SUBDIR = "images"
+
+
+def write_batch(batch: Batch, out_dir: str) -> Batch:
+    """Writes result PNGs, adds `output` (path relative to OUT) and `t_write`, drops pixel columns.
+
+    Relative paths keep an output folder valid after it is moved or copied.
+    """
+    root = Path(out_dir)
+    folder = root / IMAGES_SUBDIR
+    n = batch_len(batch)
+    statuses, errors = list(batch["status"]), list(batch["error"])
+    paths, timings = [], []
+    for i in range(n):
+        start = time.perf_counter()
+        path = None
+        if is_ok(batch, i):
+            target = image_path(folder, str(batch["id"][i]), int(batch["variant"][i]))
+            try:
+                write_atomic(target, encode_png(batch["result"][i]))
+                path = str(target.relative_to(root))
+            except OSError as exc:
+                statuses[i], errors[i] = "error", f"write {target}: {exc.strerror or exc}"
+        paths.append(path)
+        timings.append(time.perf_counter() - start)
+    out = {k: v for k, v in batch.items() if k not in PIXEL_COLUMNS}
+    out.update(output=to_column(paths), t_write=to_column(timings),
+               status=to_column(statuses), error=to_column(errors))
+    return out

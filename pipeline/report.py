@@ -1,0 +1,135 @@
+"""`pipeline report`: per mask-ratio bucket tables with bootstrap 95% intervals, as Markdown and JSON."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from manifests import schema
+from manifests.buckets import bucket_order
+from pipeline.results_store import ResultsStore
+from stages.metrics import PSNR_CAP_DB, SSIM_SIGMA, SSIM_WINDOW
+
+METRICS: dict[str, str] = {
+    "psnr": f"PSNR (dB), all pixels and RGB channels, uint8 [0,255], capped at {PSNR_CAP_DB:g} dB",
+    "ssim": f"SSIM, Gaussian window {SSIM_WINDOW} sigma {SSIM_SIGMA}, per RGB channel then averaged, "
+            "data range 255, border half-window excluded (= scikit-image gaussian_weights=True)",
+    "l1": "L1, mean absolute error over all pixels and channels, in [0,1] units (lower is better)",
+    "psnr_hole": "PSNR (dB) over hole pixels only",
+}
+
+
+class ReportError(RuntimeError):
+    """No results to report on."""
+
+
+@dataclass
+class MetricSummary:
+    """Mean and bootstrap 95% interval of one metric in one bucket."""
+
+    n: int
+    mean: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass
+class Report:
+    """Everything `pipeline report` writes."""
+
+    out: Path
+    run: dict[str, Any]
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overall: dict[str, Any] = field(default_factory=dict)
+
+
+def bootstrap_interval(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> MetricSummary:
+    """Percentile bootstrap of the mean; one value has no interval."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return MetricSummary(0, None, None, None)
+    mean = float(values.mean())
+    if values.size == 1 or n_bootstrap <= 0:
+        return MetricSummary(int(values.size), mean, None, None)
+    means = values[rng.integers(0, values.size, size=(n_bootstrap, values.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return MetricSummary(int(values.size), mean, float(low), float(high))
+
+
+def _group(rows: dict[str, np.ndarray], mask: np.ndarray, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    statuses = rows[schema.STATUS][mask]
+    ok = statuses == schema.STATUS_OK
+    rng = np.random.default_rng(seed)
+    group: dict[str, Any] = {"count": int(mask.sum()), "ok": int(ok.sum()), "error": int((~ok).sum())}
+    scored = ok & np.isfinite(rows["psnr"][mask])
+    group["scored"] = int(scored.sum())
+    group["no_ground_truth"] = int((ok & ~np.isfinite(rows["psnr"][mask])).sum())
+    for metric in METRICS:
+        group[metric] = MetricSummary(**bootstrap_interval(rows[metric][mask][ok], n_bootstrap, rng).__dict__).__dict__
+    return group
+
+
+def build_report(out: Path, n_bootstrap: int = 1000, seed: int = 0) -> Report:
+    """Read OUT/results and summarise per bucket (ascending hole size) and overall."""
+    if not (out / "results").is_dir():
+        raise ReportError(f"{out}: no results/ folder (run `pipeline run --out {out}` first)")
+    table = ResultsStore(out / "results").read()
+    if table is None or len(table) == 0:
+        raise ReportError(f"{out}/results holds no rows")
+    rows = {name: table[name].to_numpy(zero_copy_only=False) for name in
+            (schema.STATUS, schema.BUCKET, *METRICS)}
+    for metric in METRICS:
+        rows[metric] = np.asarray([np.nan if v is None else v for v in rows[metric]], dtype=np.float64)
+    buckets = np.asarray(["(failed to load)" if b is None else b for b in rows[schema.BUCKET]], dtype=object)
+    run_json = out / "run.json"
+    report = Report(out=out, run=json.loads(run_json.read_text()) if run_json.exists() else {})
+    for name in sorted(set(buckets), key=bucket_order):
+        report.buckets[name] = _group(rows, buckets == name, n_bootstrap, seed)
+    report.overall = _group(rows, np.ones(len(buckets), dtype=bool), n_bootstrap, seed)
+    return report
+
+
+def _cell(summary: dict[str, Any], digits: int) -> str:
+    if summary["mean"] is None:
+        return "–"
+    if summary["low"] is None:
+        return f"{summary['mean']:.{digits}f}"
+    return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
+
+
+DIGITS = {"psnr": 2, "ssim": 4, "l1": 4, "psnr_hole": 2}
+
+
+def to_markdown(report: Report) -> str:
+    """The report as Markdown: one row per bucket, mean [95% CI] per metric."""
+    config = report.run.get("config", {})
+    lines = [f"# facefill report: {report.out}", "",
+             f"method `{config.get('method', '?')}`, fusion `{config.get('fusion', '?')}`, "
+             f"config hash `{report.run.get('config_hash', '?')}`, manifest `{config.get('manifest', '?')}`", "",
+             "| bucket | rows | ok | error | scored | " + " | ".join(METRICS) + " |",
+             "|---|---:|---:|---:|---:|" + "---|" * len(METRICS)]
+    for name, group in [*report.buckets.items(), ("all", report.overall)]:
+        cells = [_cell(group[m], DIGITS[m]) for m in METRICS]
+        label = f"**{name}**" if name == "all" else name
+        lines.append(f"| {label} | {group['count']} | {group['ok']} | {group['error']} | "
+                     f"{group['scored']} | " + " | ".join(cells) + " |")
+    if report.overall["no_ground_truth"]:
+        lines += ["", f"{report.overall['no_ground_truth']} ok row(s) have no ground truth: they are "
+                  "counted but get no full-reference metrics (not zeros)."]
+    lines += ["", "Cells: mean [95% percentile-bootstrap interval of the mean]. Metrics on uint8 RGB:"]
+    lines += [f"- `{name}`: {text}" for name, text in METRICS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Report, folder: Path) -> str:
+    """Write report.md and report.json into `folder`; return the Markdown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(report)
+    (folder / "report.md").write_text(markdown)
+    payload = {"out": str(report.out), "run": report.run, "metric_definitions": METRICS,
+               "buckets": report.buckets, "overall": report.overall}
+    (folder / "report.json").write_text(json.dumps(payload, indent=2, default=str))
+    return markdown

@@ -1,0 +1,251 @@
+"""`pipeline run`: validate, resume, start or join Ray, stream results to Parquet, write run.json."""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from manifests import schema
+from manifests.io import read_manifest
+from manifests.validate import ValidatedManifest, validate_manifest
+from pipeline.config import RunConfig
+from pipeline.outputs import IMAGES_SUBDIR
+from pipeline.resources import ResourcePlan, plan_resources
+from pipeline.results_store import ResultsStore, write_parquet_atomic
+from stages.load import LoadConfig
+from workers.registry import build_config, get_method
+
+
+class RunError(RuntimeError):
+    """The run cannot start; the message says what to change."""
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports."""
+
+    out: Path
+    processed: int = 0  # result rows written by this run
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0  # ids already finished by an earlier run
+    rejected: int = 0  # manifest rows rejected before processing (duplicate id, empty path)
+    seconds: float = 0.0
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One run per output folder at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RunError(f"{out} is in use by another pipeline run") from exc
+        yield
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder / ".write-probe"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"output folder {folder} is not writable: {exc.strerror or exc}") from exc
+
+
+def _finished_ids(existing: pa.Table | None, config_hash: str, out: Path) -> set[str]:
+    """Ids whose every result row is ok and whose images exist; anything else is redone."""
+    if existing is None or len(existing) == 0:
+        return set()
+    hashes = set(existing[schema.CONFIG_HASH].to_pylist())
+    if hashes - {config_hash}:
+        raise RunError(
+            "this output folder holds results of a different configuration "
+            f"(config hash {', '.join(sorted(hashes - {config_hash}))}, now {config_hash}); "
+            "use a new --out, or --overwrite to start it afresh"
+        )
+    finished: dict[str, bool] = {}
+    for row_id, status, output in zip(existing[schema.ID].to_pylist(), existing[schema.STATUS].to_pylist(),
+                                      existing[schema.OUTPUT].to_pylist()):
+        good = status == schema.STATUS_OK and output is not None and (out / output).exists()
+        finished[row_id] = finished.get(row_id, True) and good
+    return {row_id for row_id, good in finished.items() if good}
+
+
+def _result_table(batch: dict[str, np.ndarray], config: RunConfig, manifest: ValidatedManifest,
+                  id_to_index: dict[str, int]) -> pa.Table:
+    """Driver side: a results batch in the results schema, plus the manifest's extra columns."""
+    n = len(batch[schema.ID])
+    columns = {}
+    for field_ in schema.RESULT_SCHEMA:
+        if field_.name == schema.METHOD:
+            values = [config.method] * n
+        elif field_.name == schema.CONFIG_HASH:
+            values = [config.config_hash()] * n
+        else:
+            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+                      for v in batch[field_.name].tolist()]
+        columns[field_.name] = pa.array(values, field_.type)
+    table = pa.table(columns, schema=schema.RESULT_SCHEMA)
+    extras = manifest.extra_columns
+    if extras:
+        picked = manifest.table.select(extras).take(pa.array([id_to_index[i] for i in table[schema.ID].to_pylist()]))
+        for name in extras:
+            table = table.append_column(name, picked[name])
+    return table
+
+
+def _versions() -> dict[str, str]:
+    import cv2
+    import ray
+    import torch
+
+    from importlib.metadata import version
+    return {"facefill": version("facefill"), "python": platform.python_version(), "ray": ray.__version__,
+            "torch": torch.__version__, "numpy": np.__version__, "pyarrow": pa.__version__,
+            "opencv": cv2.__version__}
+
+
+def _init_ray(config: RunConfig) -> bool:
+    """Join `--address` or start an embedded Ray; returns whether we started it (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    if config.address:
+        ray.init(address=config.address, **kwargs)
+    else:
+        ray.init(num_cpus=config.num_cpus, **kwargs)
+    return True
+
+
+def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrite: bool = False) -> RunSummary:
+    """Run the whole job; per-row problems become error rows, never exceptions."""
+    method_cls = get_method(config.method)
+    method_config = build_config(method_cls, {k: str(v) for k, v in config.method_options.items()})
+    config = dataclasses.replace(config, manifest=config.manifest.resolve(), out=config.out.resolve())
+    manifest = validate_manifest(read_manifest(config.manifest), base=config.manifest.parent)
+    if config.limit is not None:
+        manifest = ValidatedManifest(manifest.table.slice(0, config.limit),
+                                     [r for r in manifest.rejected if r.row < config.limit])
+    out = config.out
+    _check_writable(out)
+    with _exclusive(out):
+        if overwrite:
+            import shutil
+            for sub in ("results", "images"):
+                shutil.rmtree(out / sub, ignore_errors=True)
+        _check_writable(out / IMAGES_SUBDIR)
+        store = ResultsStore(out / "results")
+        store.recover()
+        finished = _finished_ids(store.read(), config.config_hash(), out)
+        todo = manifest.table.filter(pc.invert(pc.is_in(manifest.table[schema.ID],
+                                                          pa.array(sorted(finished), pa.string()))))
+        summary = RunSummary(out=out, skipped=len(manifest.table) - len(todo), rejected=len(manifest.rejected))
+        for rejected in manifest.rejected:
+            progress(f"rejected manifest row {rejected.row} (id {rejected.id!r}): {rejected.error}")
+        if manifest.rejected:
+            write_parquet_atomic(pa.Table.from_pylist([r.__dict__ for r in manifest.rejected]),
+                                 out / "rejected.parquet")
+        if summary.skipped:
+            progress(f"resuming: {summary.skipped} id(s) already finished in {out}, {len(todo)} to do")
+        started = time.perf_counter()
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        plan = None
+        if len(todo):
+            plan = _stream(config, method_cls, method_config, manifest, todo, store, summary, progress)
+        summary.seconds = time.perf_counter() - started
+        final = store.consolidate()
+        _write_run_json(config, out, summary, plan, started_at, final)
+    return summary
+
+
+def _stream(config: RunConfig, method_cls, method_config, manifest: ValidatedManifest, todo: pa.Table,
+            store: ResultsStore, summary: RunSummary,
+            progress: Callable[[str], None]) -> ResourcePlan:
+    import ray
+
+    from pipeline.graph import build_graph
+
+    started_ray = _init_ray(config)
+    try:
+        resources = ray.cluster_resources()
+        plan = plan_resources(resources.get("CPU", 1), resources.get("GPU", 0), method_cls.resources,
+                              len(todo), config.actors, config.batch_size)
+        progress(f"running {config.method} on {len(todo)} row(s): {plan.actors} actor(s) × "
+                 f"{plan.actor_cpus:g} CPU{f' + {plan.actor_gpus:g} GPU' if plan.actor_gpus else ''}, "
+                 f"batch {plan.batch_size}, fusion {config.fusion}")
+        ds = build_graph(todo, plan, config.method, method_config, config.fusion,
+                         LoadConfig(mask_threshold=config.mask_threshold), str(config.out))
+        id_to_index = {row_id: i for i, row_id in enumerate(manifest.table[schema.ID].to_pylist())}
+        pending: list[pa.Table] = []
+        t0 = time.perf_counter()
+
+        def flush() -> None:
+            if pending:
+                store.append(pa.concat_tables(pending))
+                pending.clear()
+
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            table = _result_table(batch, config, manifest, id_to_index)
+            pending.append(table)
+            statuses = table[schema.STATUS].to_pylist()
+            summary.processed += len(statuses)
+            summary.ok += statuses.count(schema.STATUS_OK)
+            summary.errors += len(statuses) - statuses.count(schema.STATUS_OK)
+            for row_id, status, error in zip(table[schema.ID].to_pylist(), statuses, table[schema.ERROR].to_pylist()):
+                if status != schema.STATUS_OK:
+                    progress(f"error in row id {row_id!r}: {error}")
+                    if len(summary.error_samples) < 20:
+                        summary.error_samples.append(f"{row_id}: {error}")
+            if sum(len(t) for t in pending) >= config.flush_rows:
+                flush()
+            rate = summary.ok / max(1e-9, time.perf_counter() - t0)
+            progress(f"progress: {summary.processed}/{len(todo)} rows ({summary.ok} ok, "
+                     f"{summary.errors} error) {rate:.1f} img/s")
+        flush()
+        return plan
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _write_run_json(config: RunConfig, out: Path, summary: RunSummary, plan: ResourcePlan | None,
+                    started_at: str, final: pa.Table | None) -> None:
+    counts = {"rows_total": 0, "ok": 0, "error": 0}
+    if final is not None:
+        statuses = final[schema.STATUS].to_pylist()
+        counts = {"rows_total": len(statuses), "ok": statuses.count("ok"),
+                  "error": len(statuses) - statuses.count("ok")}
+    record = {
+        "config": config.to_json(), "config_hash": config.config_hash(), "versions": _versions(),
+        "started_at": started_at, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "this_run": {"processed": summary.processed, "ok": summary.ok, "error": summary.errors,
+                     "skipped_finished": summary.skipped, "rejected_manifest_rows": summary.rejected,
+                     "seconds": round(summary.seconds, 3),
+                     "images_per_second": round(summary.images_per_second, 3)},
+        "results": counts,
+        "resources": plan.__dict__ if plan else None,
+    }
+    tmp = out / ".run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(out / "run.json")

@@ -1,0 +1,100 @@
+"""Decode images and masks from bytes into the arrays stages work on, and encode results.
+
+Every image becomes `[H,W,3] uint8 RGB` whatever the file holds (grayscale, RGBA, 16-bit, CMYK,
+palette, EXIF rotation), so methods and metrics see one format. Problems raise `ImageError` with a
+message a user can act on.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000  # guards against decompression bombs (declared size, before decoding)
+
+
+class ImageError(ValueError):
+    """An input file that cannot be used as an image or mask."""
+
+
+def read_bytes(uri: str) -> bytes:
+    """Bytes of a local path or any URI pyarrow's filesystems understand (s3://, gs://, ...)."""
+    if "://" in uri and not uri.startswith("file://"):
+        from pyarrow import fs
+
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    path = Path(uri.removeprefix("file://"))
+    if not path.exists():
+        raise ImageError(f"{uri}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise ImageError(f"{uri}: file is empty (0 bytes)")
+    return data
+
+
+def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{name}: declared size {width}x{height} exceeds the {max_pixels:,}-pixel limit"
+                )
+            image.load()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: not a decodable image ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from exc
+    return ImageOps.exif_transpose(image)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer modes scaled to 8 bits (PIL's convert would clip instead)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image).astype(np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(np.round(array * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if image.mode == "F":
+        array = np.asarray(image)
+        return Image.fromarray(np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8), "L")
+    return image
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`[H,W,3] uint8` RGB; alpha is dropped, EXIF orientation applied."""
+    image = _to_8bit(_open(data, name, max_pixels))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def decode_mask_values(data: bytes, name: str = "mask", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`[H,W] uint8` mask intensity: L as is, RGB by max channel, RGBA also zero where transparent.
+
+    Both common conventions work: opaque white-on-black masks, and white strokes on a transparent
+    layer (an alpha mask).
+    """
+    image = _to_8bit(_open(data, name, max_pixels))
+    if image.mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    if image.mode in ("LA", "PA", "P", "RGBA", "La"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        return np.where(rgba[..., 3] > 0, rgba[..., :3].max(axis=2), 0).astype(np.uint8)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return rgb.max(axis=2)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an `[H,W,3] uint8` image (lossless, so known pixels survive bit for bit)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

@@ -1,0 +1,26 @@
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+
+@pytest.mark.parametrize("args", [[], ["manifest"], ["manifest", "build"], ["manifest", "check"], ["run"],
+                                  ["report"], ["methods"]])
+def test_every_command_explains_itself_with_an_example(args):
+    result = CliRunner().invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    if args not in ([], ["manifest"], ["methods"]):
+        assert "Example" in result.output
+
+
+def test_methods_lists_the_baselines():
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0 and "telea" in result.output and "radius" in result.output
+
+
+def test_unknown_method_and_bad_options_fail_clearly(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--manifest", "m.parquet", "--out", str(tmp_path), "--method", "x"])
+    assert result.exit_code == 2 and "unknown method 'x'" in result.output
+    result = CliRunner().invoke(app, ["run", "--manifest", "m.parquet", "--out", str(tmp_path), "--method-opt", "r"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output

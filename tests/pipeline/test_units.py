@@ -1,0 +1,105 @@
+"""Unit tests of pipeline/ pieces that need no Ray."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from manifests import schema
+from pipeline.outputs import write_atomic, write_batch
+from pipeline.report import bootstrap_interval
+from pipeline.resources import plan_resources
+from pipeline.results_store import ResultsStore
+from stages.batch import EMPTY_IMAGE, to_column
+from workers.base import MethodResources
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
+def test_cpu_plans_always_leave_cpu_for_tasks(cpus):
+    plan = plan_resources(cpus, 0, MethodResources(num_cpus=1), n_rows=10_000)
+    assert plan.actors * plan.actor_cpus + plan.task_cpus <= cpus + 1e-9
+    assert plan.actors >= 1 and plan.task_cpus > 0 and plan.actor_gpus == 0
+
+
+def test_gpu_plan_uses_one_actor_per_gpu_share():
+    plan = plan_resources(16, 4, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=1000)
+    assert (plan.actors, plan.actor_gpus) == (4, 1)
+    cpu_fallback = plan_resources(2, 0, MethodResources(num_cpus=1, num_gpus=1), n_rows=1000)
+    assert cpu_fallback.actor_gpus == 0 and cpu_fallback.actors == 1
+
+
+def test_small_jobs_do_not_start_idle_actors_and_blocks_spread():
+    plan = plan_resources(64, 0, MethodResources(batch_size=8), n_rows=10)
+    assert plan.actors == 2 and plan.rows_per_block == 8
+    assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=100_000).rows_per_block == 50
+
+
+def _rows(ids, status="ok", hash_="h"):
+    n = len(ids)
+    data = {f.name: [None] * n for f in schema.RESULT_SCHEMA}
+    data.update(id=ids, variant=[0] * n, row=list(range(n)), status=[status] * n, method=["m"] * n,
+                config_hash=[hash_] * n)
+    return pa.Table.from_pydict(data, schema=schema.RESULT_SCHEMA)
+
+
+def test_results_store_newest_part_wins_and_consolidates(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    store.append(_rows(["a", "b"], "error"))
+    store.append(_rows(["b", "c"]))
+    table = store.read()
+    assert sorted(zip(table["id"].to_pylist(), table["status"].to_pylist())) == [
+        ("a", "error"), ("b", "ok"), ("c", "ok")]
+    store.consolidate()
+    assert len(store.parts()) == 1 and store.read().equals(table)
+
+
+def test_interrupted_consolidation_is_finished_by_recover(tmp_path):
+    store = ResultsStore(tmp_path / "results")
+    store.append(_rows(["a"]))
+    store.append(_rows(["a", "b"]))
+    old = store.parts()
+    backup = {p.name: p.read_bytes() for p in old}
+    store.consolidate()
+    for name, data in backup.items():  # as if the process died before deleting the old parts
+        (tmp_path / "results" / name).write_bytes(data)
+    (tmp_path / "results" / ".part-x.tmp").write_bytes(b"half")
+    fresh = ResultsStore(tmp_path / "results")
+    fresh.recover()
+    assert len(fresh.parts()) == 1 and not list((tmp_path / "results").glob(".*.tmp"))
+    assert sorted(fresh.read()["id"].to_pylist()) == ["a", "b"]
+
+
+def test_write_batch_writes_atomically_inside_out(tmp_path, rng):
+    image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    batch = {"id": to_column(["../../escape", "bad"]), "variant": to_column([0, 0]),
+             "status": to_column(["ok", "error"]), "error": to_column([None, "load: x"]),
+             "result": to_column([image, EMPTY_IMAGE]), "image": to_column([image, EMPTY_IMAGE])}
+    (tmp_path / "images").mkdir()
+    out = write_batch(batch, str(tmp_path))
+    assert "result" not in out and "image" not in out
+    written = tmp_path / out["output"][0]
+    assert written.parent == tmp_path / "images" and written.exists() and out["output"][1] is None
+    assert not list((tmp_path / "images").glob(".*"))
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "missing-dir" / "x.png", b"data")
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_bootstrap_interval_contains_mean_and_is_reproducible():
+    values = np.random.default_rng(1).normal(30, 2, size=200)
+    a = bootstrap_interval(values, 500, np.random.default_rng(0))
+    b = bootstrap_interval(values, 500, np.random.default_rng(0))
+    assert a == b and a.low < a.mean < a.high and a.high - a.low < 1.0
+    single = bootstrap_interval(np.array([5.0, np.nan]), 500, np.random.default_rng(0))
+    assert (single.n, single.mean, single.low) == (1, 5.0, None)
+
+
+def test_stages_workers_manifests_do_not_import_ray():
+    code = ("import sys, stages.load, stages.fusion, stages.metrics, workers.runner, workers.opencv_inpaint, "
+            "manifests.build, manifests.validate; sys.exit(1 if 'ray' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

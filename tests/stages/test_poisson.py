@@ -1,0 +1,190 @@
+"""Poisson fusion against an independent sparse direct solve of Delta f = Delta g."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from stages.fusion.poisson import MAX_ERROR, poisson_fuse, poisson_fuse_float
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "bench-dev"
+NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def exact_solution(image: np.ndarray, generated: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Reference: assemble Delta f = Delta g directly (no correction trick), spsolve."""
+    h, w = hole.shape
+    out = image.astype(np.float64)
+    n = int(hole.sum())
+    if n == 0:
+        return out
+    if n == h * w:
+        return generated.astype(np.float64)
+    ids = np.full((h, w), -1)
+    ids[hole] = np.arange(n)
+    ys, xs = np.nonzero(hole)
+    g, im = generated.astype(np.float64), image.astype(np.float64)
+    rows, cols, vals = [np.arange(n)], [np.arange(n)], []
+    deg, rhs = np.zeros(n), np.zeros((n, 3))
+    for dy, dx in NEIGHBOURS:
+        yy, xx = ys + dy, xs + dx
+        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        i, yq, xq = np.flatnonzero(ok), yy[ok], xx[ok]
+        deg[i] += 1
+        rhs[i] += g[ys[i], xs[i]] - g[yq, xq]
+        inside = hole[yq, xq]
+        rows.append(i[inside])
+        cols.append(ids[yq[inside], xq[inside]])
+        vals.append(-np.ones(int(inside.sum())))
+        rhs[i[~inside]] += im[yq[~inside], xq[~inside]]
+    vals.insert(0, deg)
+    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))
+    out[hole] = np.reshape(spla.spsolve(a, rhs), (n, 3))
+    return out
+
+
+def check_exact(image: np.ndarray, generated: np.ndarray, hole: np.ndarray) -> None:
+    """Float result within MAX_ERROR, uint8 result within rounding, knowns intact."""
+    ref = exact_solution(image, generated, hole)
+    fl = poisson_fuse_float(image, generated, hole)
+    out = poisson_fuse(image, generated, hole)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert np.abs(fl - ref).max(initial=0.0) <= MAX_ERROR
+    assert np.abs(out - np.clip(ref, 0, 255)).max(initial=0.0) <= 0.5 + MAX_ERROR
+    np.testing.assert_array_equal(out[~hole], image[~hole])
+
+
+def random_case(rng: np.random.Generator, h: int, w: int, ratio: float):
+    """Random noise image/generated pair and a random-pixel hole."""
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    generated = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return image, generated, rng.random((h, w)) < ratio
+
+
+@pytest.mark.parametrize("ratio", [0.2, 0.5, 0.7, 0.9])
+def test_scattered_random_pixel_masks(ratio: float) -> None:
+    rng = np.random.default_rng(int(ratio * 100))
+    check_exact(*random_case(rng, 64, 80, ratio))
+
+
+def test_border_touching_blob() -> None:
+    rng = np.random.default_rng(1)
+    image, generated, _ = random_case(rng, 48, 40, 0.0)
+    hole = np.zeros((48, 40), bool)
+    hole[:20, :15] = True  # corner
+    hole[30:, 25:] = True  # opposite corner
+    hole[10:12, :] = True  # strip from edge to edge
+    check_exact(image, generated, hole)
+
+
+def test_one_pixel_holes_everywhere() -> None:
+    rng = np.random.default_rng(2)
+    image, generated, _ = random_case(rng, 9, 11, 0.0)
+    for y, x in [(0, 0), (0, 5), (4, 10), (8, 10), (4, 5)]:
+        hole = np.zeros((9, 11), bool)
+        hole[y, x] = True
+        check_exact(image, generated, hole)
+
+
+def test_full_image_minus_frame() -> None:
+    rng = np.random.default_rng(3)
+    image, generated, _ = random_case(rng, 96, 70, 0.0)
+    hole = np.zeros((96, 70), bool)
+    hole[1:-1, 1:-1] = True
+    check_exact(image, generated, hole)
+
+
+def test_frame_only_hole() -> None:
+    rng = np.random.default_rng(4)
+    image, generated, _ = random_case(rng, 30, 30, 0.0)
+    hole = np.ones((30, 30), bool)
+    hole[1:-1, 1:-1] = False
+    check_exact(image, generated, hole)
+
+
+def test_whole_image_hole_returns_generated() -> None:
+    rng = np.random.default_rng(5)
+    image, generated, _ = random_case(rng, 7, 5, 0.0)
+    out = poisson_fuse(image, generated, np.ones((7, 5), bool))
+    np.testing.assert_array_equal(out, generated)
+
+
+def test_empty_hole_is_identity() -> None:
+    rng = np.random.default_rng(6)
+    image, generated, hole = random_case(rng, 12, 13, 0.0)
+    out = poisson_fuse(image, generated, hole)
+    np.testing.assert_array_equal(out, image)
+    assert out is not image
+
+
+def test_constant_offset_is_reproduced_exactly() -> None:
+    """g = known - 10 everywhere: the harmonic correction is exactly +10."""
+    rng = np.random.default_rng(7)
+    generated = rng.integers(0, 200, (40, 40, 3), dtype=np.uint8)
+    image = generated + np.uint8(10)
+    hole = rng.random((40, 40)) < 0.6
+    np.testing.assert_array_equal(poisson_fuse(image, generated, hole), image)
+
+
+def test_inputs_unmodified_and_deterministic() -> None:
+    rng = np.random.default_rng(8)
+    image, generated, hole = random_case(rng, 50, 60, 0.4)
+    copies = image.copy(), generated.copy(), hole.copy()
+    first = poisson_fuse(image, generated, hole)
+    second = poisson_fuse(image, generated, hole)
+    np.testing.assert_array_equal(first, second)
+    for before, after in zip(copies, (image, generated, hole)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_rejects_bad_inputs() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(ValueError):
+        poisson_fuse(image, image, np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError):
+        poisson_fuse(image, image[:3], np.zeros((4, 4), bool))
+
+
+def _nvidia_masks(count: int) -> list[Path]:
+    """One mask per hole-ratio bucket (first of each), from the shared set."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED}")
+    rows = [line.split(",") for line in (SHARED / "masks.csv").read_text().splitlines()[1:]]
+    seen: dict[str, Path] = {}
+    for name, _, bucket in rows:
+        seen.setdefault(bucket, SHARED / "masks" / name)
+    return list(seen.values())[:count]
+
+
+@pytest.mark.parametrize("bucket_index", range(6))
+def test_real_nvidia_masks_on_faces(bucket_index: int) -> None:
+    masks = _nvidia_masks(6)
+    faces = sorted((SHARED / "faces" / "256").glob("*.png"))
+    if bucket_index >= len(masks) or not faces:
+        pytest.skip("not enough shared data")
+    mask = cv2.imread(str(masks[bucket_index]), cv2.IMREAD_GRAYSCALE)
+    hole = cv2.resize(mask, (128, 128), interpolation=cv2.INTER_NEAREST) > 127
+    face = cv2.resize(cv2.imread(str(faces[bucket_index % len(faces)])), (128, 128))
+    generated = np.ascontiguousarray(np.roll(face[:, ::-1], 7, axis=0))  # plausible, mismatched
+    check_exact(face, generated, hole)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hole=hnp.arrays(np.bool_, st.tuples(st.integers(1, 24), st.integers(1, 24))),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_matches_direct_solve(hole: np.ndarray, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, hole.shape + (3,), dtype=np.uint8)
+    generated = rng.integers(0, 256, hole.shape + (3,), dtype=np.uint8)
+    check_exact(image, generated, hole)

@@ -1,0 +1,78 @@
+"""The method registry: CLI name → method class. Adding a method is one module and one decorator."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from typing import Any, Callable, TypeVar
+
+from workers.base import InpaintMethod
+
+_METHODS: dict[str, type[InpaintMethod]] = {}
+# Modules that register methods on import; listed here so `pipeline/` never changes for a new one.
+METHOD_MODULES: tuple[str, ...] = ("workers.opencv_inpaint",)
+
+M = TypeVar("M", bound=type[InpaintMethod])
+
+
+class UnknownMethodError(KeyError):
+    """A method name no module registered."""
+
+
+def register_method(name: str) -> Callable[[M], M]:
+    """Class decorator: make the method available as `--method NAME`."""
+
+    def decorate(cls: M) -> M:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(f"method '{name}' registered twice")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_all() -> None:
+    for module in METHOD_MODULES:
+        importlib.import_module(module)
+
+
+def available_methods() -> dict[str, type[InpaintMethod]]:
+    """Every registered method by name, sorted."""
+    _load_all()
+    return dict(sorted(_METHODS.items()))
+
+
+def get_method(name: str) -> type[InpaintMethod]:
+    """The class registered as `name`; the error lists what exists."""
+    methods = available_methods()
+    if name not in methods:
+        raise UnknownMethodError(f"unknown method '{name}'; available: {', '.join(methods)}")
+    return methods[name]
+
+
+def _coerce(value: str, kind: Any, key: str) -> Any:
+    if kind is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--method-opt {key}: expected true/false, got '{value}'")
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--method-opt {key}: expected {getattr(kind, '__name__', kind)}, got '{value}'") from exc
+
+
+def build_config(cls: type[InpaintMethod], options: dict[str, str]) -> Any:
+    """The method's Config with `key=value` overrides, typed from the dataclass fields."""
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    hints = typing.get_type_hints(cls.Config)
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"--method-opt: unknown option(s) {', '.join(unknown)} for method '{cls.name}'; "
+            f"known: {', '.join(fields) or 'none'}"
+        )
+    values = {key: _coerce(value, hints[key], key) for key, value in options.items()}
+    return cls.Config(**values)
