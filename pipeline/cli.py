@@ -101,6 +101,9 @@ def run(
     actors: Optional[int] = typer.Option(None, help="Method actors (default: sized from the cluster)."),
     batch_size: Optional[int] = typer.Option(None, help="Rows per method call (default: the method's)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N manifest rows."),
+    variants: int = typer.Option(1, help="Results per image (methods with latent editing, e.g. "
+                                 "stylegan-inv); each is its own result row and image."),
+    edit_strength: Optional[float] = typer.Option(None, help="Latent edit strength of the variants."),
     overwrite: bool = typer.Option(False, help="Delete OUT's earlier results instead of resuming."),
 ) -> None:
     """Inpaint every manifest row through the Ray Data graph and score it.
@@ -110,6 +113,8 @@ def run(
 
       pipeline run --manifest m.parquet --method telea --out out/
     """
+    import dataclasses
+
     from pipeline.config import RunConfig
     from pipeline.run import RunError, execute
     from stages.fusion import FUSERS
@@ -125,6 +130,13 @@ def run(
         method_cls = get_method(method)
     except UnknownMethodError as exc:
         _fail(str(exc.args[0]))
+    fields = {f.name for f in dataclasses.fields(method_cls.Config)}
+    for flag, key, value, default in (("--variants", "variants", variants, 1),
+                                      ("--edit-strength", "edit_strength", edit_strength, None)):
+        if value != default:
+            if key not in fields:
+                _fail(f"{flag}: method '{method}' has no latent to edit (it produces one result per image)")
+            options[key] = str(value)
     fusion = fusion or ("poisson" if method_cls.generates_whole_image else "paste")
     if fusion not in FUSERS:
         _fail(f"--fusion must be one of {', '.join(FUSERS)}, not '{fusion}'")

@@ -105,6 +105,10 @@ def _result_table(batch: dict[str, np.ndarray], config: RunConfig, manifest: Val
                       for v in batch[field_.name].tolist()]
         columns[field_.name] = pa.array(values, field_.type)
     table = pa.table(columns, schema=schema.RESULT_SCHEMA)
+    for name in sorted(set(batch) - set(schema.RESULT_COLUMNS) - set(manifest.extra_columns) - {"gt", "image", "mask"}):
+        values = batch[name].tolist()
+        if all(v is None or isinstance(v, (int, float, str, bool)) for v in values):
+            table = table.append_column(name, pa.array(values))  # a method's scalar extras (e.g. final loss)
     extras = manifest.extra_columns
     if extras:
         picked = manifest.table.select(extras).take(pa.array([id_to_index[i] for i in table[schema.ID].to_pylist()]))
@@ -126,6 +130,10 @@ def _versions() -> dict[str, str]:
 
 def _init_ray(config: RunConfig) -> bool:
     """Join `--address` or start an embedded Ray; returns whether we started it (and must stop it)."""
+    import os
+
+    # Our own progress lines say what is happening; RAY_DATA_LOG_LEVEL=INFO brings Ray's back.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     import ray
 
     if ray.is_initialized():

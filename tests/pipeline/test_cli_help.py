@@ -24,3 +24,8 @@ def test_unknown_method_and_bad_options_fail_clearly(tmp_path):
     assert result.exit_code == 2 and "unknown method 'x'" in result.output
     result = CliRunner().invoke(app, ["run", "--manifest", "m.parquet", "--out", str(tmp_path), "--method-opt", "r"])
     assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_variants_need_a_method_with_latents(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--manifest", "m.parquet", "--out", str(tmp_path), "--variants", "3"])
+    assert result.exit_code == 2 and "no latent to edit" in result.output
