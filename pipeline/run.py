@@ -150,6 +150,9 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
     """Run the whole job; per-row problems become error rows, never exceptions."""
     method_cls = get_method(config.method)
     method_config = build_config(method_cls, {k: str(v) for k, v in config.method_options.items()})
+    missing = method_cls.missing_weights(method_config)
+    if missing:
+        raise RunError(f"method '{config.method}' cannot start, weights are missing:\n  " + "\n  ".join(missing))
     config = dataclasses.replace(config, manifest=config.manifest.resolve(), out=config.out.resolve())
     manifest = validate_manifest(read_manifest(config.manifest), base=config.manifest.parent)
     if config.limit is not None:

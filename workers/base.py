@@ -65,6 +65,15 @@ class InpaintMethod(ABC):
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
 
+    @classmethod
+    def missing_weights(cls, config: Any) -> list[str]:
+        """Messages for weight files the method would need and cannot find (empty: all present).
+
+        The pipeline calls this on the driver before any work starts, so a run never fails half-way
+        for a missing checkpoint.
+        """
+        return []
+
     def setup(self, device: str) -> None:
         """Load weights once per actor; `device` is 'cuda' or 'cpu'."""
 
