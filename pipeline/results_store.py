@@ -68,8 +68,8 @@ class ResultsStore:
         newest = table.group_by(schema.ID).aggregate([("_part", "max")])
         table = table.join(newest, keys=schema.ID)
         table = table.filter(pc.equal(table["_part"], table["_part_max"]))
-        return table.drop_columns(["_part", "_part_max"]).sort_by([(schema.ROW, "ascending"),
-                                                                   (schema.VARIANT, "ascending")])
+        order = [(schema.ROW, "ascending"), (schema.VARIANT, "ascending"), (schema.ID, "ascending")]
+        return table.drop_columns(["_part", "_part_max"]).sort_by(order)
 
     def _next_name(self) -> str:
         if self._seq is None:
@@ -86,11 +86,14 @@ class ResultsStore:
         return path
 
     def consolidate(self) -> pa.Table | None:
-        """Rewrite all parts as one deduplicated part, then delete the old ones."""
+        """Rewrite all parts as one deduplicated part in manifest row order, then delete the old ones."""
         old = self.parts()
-        table = self.read()
-        if table is None or len(old) <= 1:
-            return table
+        table = self.read()  # deduplicated, in manifest row order
+        if table is None:
+            return None
+        keys = [schema.ROW, schema.VARIANT, schema.ID]
+        if len(old) == 1 and pq.read_table(old[0], columns=keys).equals(table.select(keys)):
+            return table  # already one part in order: nothing to rewrite
         self._seq, self._chunk = None, 0
         path = self.folder / self._next_name()
         write_parquet_atomic(table, path, {_SUPERSEDES: json.dumps([p.name for p in old]).encode()})
