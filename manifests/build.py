@@ -62,7 +62,7 @@ def _by_stem(files: list[Path]) -> dict[str, Path]:
     return index
 
 
-def _ids_for(images: list[Path]) -> list[str]:
+def ids_for(images: list[Path]) -> list[str]:
     """Stems as ids; the full file name where two files share a stem."""
     stems = [p.stem for p in images]
     clashes = {s for s in stems if stems.count(s) > 1}
@@ -78,7 +78,7 @@ def build_manifest(config: BuildConfig) -> BuildResult:
     images = list_images(config.images)
     masks = list_images(config.masks)
     gt_index = _by_stem(list_images(config.gt)) if config.gt else None
-    ids = _ids_for(images)
+    ids = ids_for(images)
 
     if config.pairing is Pairing.RANDOM:
         rng = np.random.default_rng(config.seed)

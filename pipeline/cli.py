@@ -22,6 +22,9 @@ app = typer.Typer(
 manifest_app = typer.Typer(help="Build and check manifests (Parquet: id, image, mask, gt).",
                            no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(manifest_app, name="manifest")
+masks_app = typer.Typer(help="Benchmark mask protocols (center, noise:P, brush:LO-HI, lama-*).",
+                        no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(masks_app, name="masks")
 
 
 def _fail(message: str) -> None:
@@ -32,8 +35,11 @@ def _fail(message: str) -> None:
 @manifest_app.command("build")
 def manifest_build(
     images: Path = typer.Option(..., help="Folder of images to repair."),
-    masks: Path = typer.Option(..., help="Folder of masks (255 = hole; 0/1 and RGB(A) masks work)."),
+    masks: Path = typer.Option(..., help="Folder of masks (255 = hole; 0/1 and RGB(A) masks work); "
+                               "with --mask-kind, the folder the generated masks are written to."),
     out: Path = typer.Option(..., help="Manifest file to write (.parquet)."),
+    mask_kind: Optional[str] = typer.Option(None, help="Generate one mask per image at its size instead: "
+                                            "center | noise:P | brush:LO-HI | lama-thin|medium|thick."),
     pair: str = typer.Option("same-name", help="same-name: mask with the image's file stem; "
                              "random: a mask drawn per image from --seed."),
     seed: int = typer.Option(0, help="Seed of --pair random; the same seed gives the same manifest."),
@@ -50,6 +56,17 @@ def manifest_build(
     from manifests.build import BuildConfig, Pairing, build_manifest
     from manifests.io import write_manifest
 
+    if mask_kind:
+        from pipeline.mask_files import build_protocol_manifest
+        from stages.mask_protocols import parse_mask_kind
+
+        try:
+            table = build_protocol_manifest(images, parse_mask_kind(mask_kind), masks, seed, gt)
+        except (ValueError, ManifestError) as exc:
+            _fail(str(exc))
+        write_manifest(table, out)
+        typer.echo(f"wrote {out}: {len(table)} rows, {mask_kind} masks in {masks}")
+        return
     try:
         pairing = Pairing(pair)
     except ValueError:
@@ -84,6 +101,34 @@ def manifest_check(
     typer.echo(format_check(report))
     if report.problems:
         raise typer.Exit(1)
+
+
+@masks_app.command("generate")
+def masks_generate(
+    kind: str = typer.Option(..., help="center | noise:P | brush:LO-HI | lama-thin | lama-medium | lama-thick"),
+    out: Path = typer.Option(..., help="Folder for NNNNN.png masks and masks.csv."),
+    size: int = typer.Option(256, help="Square mask side; see --height/--width for other shapes."),
+    height: Optional[int] = typer.Option(None, help="Mask height (default --size)."),
+    width: Optional[int] = typer.Option(None, help="Mask width (default --size)."),
+    count: int = typer.Option(100, help="Number of masks."),
+    seed: int = typer.Option(0, help="Base seed; mask i uses seed + i (same seed, same masks)."),
+) -> None:
+    """Write a reproducible set of protocol masks (255 = hole) with a masks.csv index.
+
+    Example (seed 000's brush buckets at 256 px):
+
+      pipeline masks generate --kind brush:10-20 --size 256 --count 250 --out masks/brush10-20
+    """
+    from pipeline.mask_files import GenerateConfig, generate_folder
+    from stages.mask_protocols import parse_mask_kind
+
+    try:
+        parsed = parse_mask_kind(kind)
+    except ValueError as exc:
+        _fail(str(exc))
+    ratios = generate_folder(GenerateConfig(parsed, height or size, width or size, count, seed, out))
+    typer.echo(f"wrote {count} {parsed.spec} masks to {out} (hole ratio {min(ratios):.3f}-{max(ratios):.3f}, "
+               f"mean {sum(ratios) / len(ratios):.3f})")
 
 
 @app.command("run")
