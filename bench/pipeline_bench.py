@@ -71,7 +71,7 @@ def main() -> None:
     import ray
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
     ray_start = time.perf_counter() - t0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -142,7 +142,8 @@ def _init_ray(config: RunConfig) -> bool:
     if config.address:
         ray.init(address=config.address, **kwargs)
     else:
-        ray.init(num_cpus=config.num_cpus, **kwargs)
+        # "local" always starts a fresh embedded Ray, never a stale cluster named in /tmp/ray.
+        ray.init(address="local", num_cpus=config.num_cpus, **kwargs)
     return True
 
 
