@@ -170,7 +170,10 @@ def run(
         key, sep, value = item.partition("=")
         if not sep:
             _fail(f"--method-opt expects KEY=VALUE, got '{item}'")
-        options[key.strip()] = value.strip()
+        value = value.strip()
+        if value and not Path(value).is_absolute() and Path(value).exists():
+            value = str(Path(value).resolve())  # actors may run in another working directory
+        options[key.strip()] = value
     try:
         method_cls = get_method(method)
     except UnknownMethodError as exc:
@@ -223,6 +226,39 @@ def report(
     markdown = write_report(built, out / "report")
     typer.echo(markdown)
     typer.echo(f"wrote {out / 'report' / 'report.md'} and report.json")
+
+
+@app.command("train-encoder")
+def train_encoder_cmd(
+    generator: Path = typer.Option(..., help="StyleGAN2 checkpoint (rosinality .pt or NVIDIA .pkl)."),
+    out: Path = typer.Option(..., help="Encoder file to write (.pt)."),
+    steps: int = typer.Option(5000, help="Optimisation steps."),
+    batch_size: int = typer.Option(8, help="Generated faces per step."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    backbone: str = typer.Option("resnet50", help="resnet50 (the paper's) | resnet34 | resnet18."),
+    imagenet_init: bool = typer.Option(False, help="Start the ResNet from ImageNet weights "
+                                       "(weights folder: resnet50-11ad3fa6.pth)."),
+    seed: int = typer.Option(0, help="Seed of latents, masks and initialisation."),
+    device: str = typer.Option("auto", help="auto (cuda when present) | cuda | cpu."),
+) -> None:
+    """Train the W+ encoder of stylegan-inv on (w, G(w)) pairs from the generator, randomly masked.
+
+    As in seed 000: the training data come from the generator itself, so no data set is needed.
+    Example:
+
+      pipeline train-encoder --generator stylegan2-ffhq-256.pt --out encoder.pt --steps 20000
+    """
+    from workers.encoder_training import EncoderTrainConfig, train_encoder
+    from workers.weights_files import MissingWeightsError
+
+    try:
+        config = EncoderTrainConfig(generator=str(generator), out=str(out), steps=steps, batch_size=batch_size,
+                                    lr=lr, backbone=backbone, seed=seed, device=device,
+                                    imagenet_init="imagenet" if imagenet_init else "")
+        path = train_encoder(config)
+    except (MissingWeightsError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {path}")
 
 
 @app.command("methods")

@@ -4,6 +4,7 @@ All Ray wiring lives here; each step is a pure batch function from `stages/` or 
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pyarrow as pa
@@ -17,6 +18,13 @@ from stages.metrics import score_batch
 from workers.runner import MethodRunner
 
 MANIFEST_FIELDS = ("id", "row", "image", "mask", "gt")
+# Where weights live, as the driver sees it; actors (possibly on other nodes) get the same setting.
+WEIGHT_ENV_VARS = ("FACEFILL_HOME", "TORCH_HOME")
+
+
+def _actor_runtime_env() -> dict | None:
+    env = {name: os.environ[name] for name in WEIGHT_ENV_VARS if name in os.environ}
+    return {"env_vars": env} if env else None
 
 
 def input_dataset(table: pa.Table, rows_per_block: int) -> ray.data.Dataset:
@@ -40,7 +48,8 @@ def build_graph(table: pa.Table, plan: ResourcePlan, method: str, method_config:
     ds = ds.map_batches(MethodRunner, fn_constructor_kwargs={"method_name": method, "config": method_config},
                         batch_size=plan.batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=plan.actors),
-                        num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus or None)
+                        num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus or None,
+                        runtime_env=_actor_runtime_env())
     for fn, kwargs in ((fuse_batch, {"fusion": fusion}), (score_batch, {}),
                        (write_batch, {"out_dir": out_dir})):
         ds = ds.map_batches(fn, fn_kwargs=kwargs, batch_size=plan.batch_size, batch_format="numpy",

@@ -10,7 +10,7 @@ from workers.base import InpaintMethod
 
 _METHODS: dict[str, type[InpaintMethod]] = {}
 # Modules that register methods on import; listed here so `pipeline/` never changes for a new one.
-METHOD_MODULES: tuple[str, ...] = ("workers.opencv_inpaint",)
+METHOD_MODULES: tuple[str, ...] = ("workers.opencv_inpaint", "workers.stylegan_inv")
 
 M = TypeVar("M", bound=type[InpaintMethod])
 
