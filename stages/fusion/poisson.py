@@ -85,5 +85,11 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray,
     a one-pixel known ring except where it meets the image edge).
     """
     idx, d, we, ws, b = kernels.build_fine(hole, image, generated)
-    fine = Level(hole.shape[0], hole.shape[1], idx, d, we, ws)
-    return solve(fine, b, MAX_ERROR), idx, fine.wp
+    wp = hole.shape[1] + 2
+    coupled, isolated = kernels.split_isolated(idx, wp, we, ws)
+    if coupled.size:
+        h_vec = solve(Level(hole.shape[0], hole.shape[1], coupled, d, we, ws), b, MAX_ERROR)
+    else:
+        h_vec = np.zeros_like(b)
+    h_vec[isolated] = b[isolated] / d[isolated, None]  # d_p h_p = b_p exactly
+    return h_vec, idx, wp

@@ -1,4 +1,4 @@
-"""Aggregation-multigrid hierarchy, V-cycle and block PCG with a proven stop rule.
+"""Geometric multigrid hierarchy, V-cycle and block PCG with a proven stop rule.
 
 Why: the harmonic correction must be accurate to a known bound (<< 0.5 grey
 levels) on every pixel, not just "converged" in some norm.  The stop rule uses
@@ -17,14 +17,13 @@ import scipy.sparse.linalg as spla
 from stages.fusion import poisson_gmg as g
 from stages.fusion import poisson_mg as k
 
-MAX_COARSE = 256  # unknowns on the coarsest level (dense inverse there)
-NU = 1  # Gauss-Seidel sweeps before and after the coarse correction
+MAX_COARSE = 256  # unknowns on the coarsest level (dense Cholesky there)
 MAX_ITER = 200
 
 
 @dataclass
 class Level:
-    """One grid of the hierarchy (see poisson_mg for the layout)."""
+    """The fine grid: padded 5-point operator (see poisson_mg for the layout)."""
 
     h: int
     w: int
@@ -33,7 +32,6 @@ class Level:
     we: np.ndarray
     ws: np.ndarray
     inv_d: np.ndarray = field(init=False)
-    parent: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.inv_d = np.zeros_like(self.d)
@@ -69,21 +67,21 @@ class Coarse:
 
 @dataclass
 class Hierarchy:
-    """Fine level, coarse levels, and the dense inverse of the coarsest one.
+    """Fine level, coarse levels, and the Cholesky factor of the coarsest one.
 
-    coarse_inv is None when coarsening stopped early (no even-even unknowns
+    coarse_chol is None when coarsening stopped early (no even-even unknowns
     left, e.g. only thin odd lines): the last level is then only smoothed.
     """
 
     fine: Level
     coarse: list[Coarse]
-    coarse_inv: np.ndarray | None
+    coarse_chol: np.ndarray | None  # lower Cholesky factor
 
 
 def build_hierarchy(fine: Level, max_coarse: int = MAX_COARSE) -> Hierarchy:
     """Bilinear interpolation + Galerkin products down to a few unknowns."""
     if fine.idx.size <= max_coarse:
-        return Hierarchy(fine, [], np.linalg.inv(dense_operator(fine)))
+        return Hierarchy(fine, [], g.cholesky(dense_operator(fine)))
     coarse: list[Coarse] = []
     lev: Level | Coarse = fine
     while True:
@@ -92,15 +90,15 @@ def build_hierarchy(fine: Level, max_coarse: int = MAX_COARSE) -> Hierarchy:
         if cidx.size == 0:
             return Hierarchy(fine, coarse, None)
         if isinstance(lev, Level):
-            ac = g.galerkin5(lev.idx, lev.wp, lev.d, lev.we, lev.ws, hc, wc, cmask)
+            ac = g.galerkin5(cidx, cmask, wc + 2, lev.wp, lev.d, lev.we, lev.ws, lev.h, lev.w)
         else:
-            ac = g.galerkin9(lev.idx, lev.wp, lev.a, hc, wc, cmask)
+            ac = g.galerkin9(cidx, cmask, wc + 2, lev.wp, lev.a, lev.h, lev.w)
         if np.any(ac[cidx, 4] <= 0):
             raise FloatingPointError("coarse operator lost its diagonal")
         lev = Coarse(hc, wc, cidx, ac)
         coarse.append(lev)
         if cidx.size <= max_coarse:
-            return Hierarchy(fine, coarse, np.linalg.inv(coarse_dense(lev)))
+            return Hierarchy(fine, coarse, g.cholesky(coarse_dense(lev)))
 
 
 def coarse_dense(lev: Coarse) -> np.ndarray:
@@ -145,47 +143,66 @@ class Workspace:
         self.b = [np.zeros((lev.a.shape[0], nc)) for lev in hier.coarse]
 
 
-def coarse_correct(hier: Hierarchy, ws: Workspace, r: np.ndarray, z: np.ndarray,
-                   rz: np.ndarray) -> None:
-    """Finish z = M^{-1} r after the fine forward sweep; rz[c] = <r_c, z_c>.
+def coarse_cycle(hier: Hierarchy, ws: Workspace) -> None:
+    """V-cycle below the fine level: ws.b[0] (restricted residual) -> ws.x[0].
 
-    M is a symmetric V(NU, NU) cycle: forward Gauss-Seidel going down,
-    backward going up, exact dense solve on the coarsest level, so M is SPD
-    and CG applies.
+    Forward Gauss-Seidel from zero going down, exact Cholesky solve on the
+    coarsest level (or smoothing only when there is none), backward
+    Gauss-Seidel going up: the whole preconditioner stays symmetric.
     """
-    f = hier.fine
-    if not hier.coarse and hier.coarse_inv is not None:  # tiny: M = A^{-1}
-        z[f.idx] = hier.coarse_inv @ r[f.idx]
-        k.dot_rows(f.idx, r, z, rz)
-        return
-    for _ in range(NU - 1):
-        k.gs_sweep(f.idx, f.wp, f.inv_d, f.we, f.ws, z, r, False)
     levels = hier.coarse
-    if levels:
-        g.residual_restrict5(f.idx, f.wp, f.d, f.we, f.ws, z, r, levels[0].wp, ws.b[0])
     last = len(levels) - 1
-    exact_last = hier.coarse_inv is not None
+    exact_last = hier.coarse_chol is not None
     for i, lev in enumerate(levels):
         x, b = ws.x[i], ws.b[i]
         if i == last and exact_last:
-            x[lev.idx] = hier.coarse_inv @ b[lev.idx]
+            g.cho_solve_rows(hier.coarse_chol, lev.idx, b, x)
             break
         g.gs9(lev.idx, lev.wp, lev.a, lev.inv, x, b, False, True)
-        for _ in range(NU - 1):
-            g.gs9(lev.idx, lev.wp, lev.a, lev.inv, x, b, False, False)
         if i < last:
-            g.residual_restrict9(lev.idx, lev.wp, lev.a, x, b, levels[i + 1].wp, ws.b[i + 1])
+            g.residual_restrict9(lev.idx, lev.wp, lev.a, x, b, levels[i + 1].wp, ws.b[i + 1],
+                                 lev.h, lev.w)
     for i in range(last - 1 if exact_last else last, -1, -1):
         lev = levels[i]
         if i < last:
-            g.prolong(lev.idx, lev.wp, ws.x[i], levels[i + 1].wp, ws.x[i + 1])
-        for _ in range(NU):
-            g.gs9(lev.idx, lev.wp, lev.a, lev.inv, ws.x[i], ws.b[i], True, False)
-    if levels:
-        g.prolong(f.idx, f.wp, z, levels[0].wp, ws.x[0])
-    for _ in range(NU - 1):
-        k.gs_sweep(f.idx, f.wp, f.inv_d, f.we, f.ws, z, r, True)
-    k.gs_backward_dot(f.idx, f.wp, f.inv_d, f.we, f.ws, z, r, rz)
+            g.prolong(lev.idx, lev.wp, ws.x[i], levels[i + 1].wp, ws.x[i + 1], lev.h, lev.w)
+        g.gs9(lev.idx, lev.wp, lev.a, lev.inv, ws.x[i], ws.b[i], True, False)
+
+
+class _State:
+    """CG vectors (padded fine grid, NC columns) and per-column scalars."""
+
+    def __init__(self, b: np.ndarray) -> None:
+        self.b = b
+        self.x, self.r = np.zeros_like(b), b.copy()
+        self.z, self.p, self.q = np.zeros_like(b), np.zeros_like(b), np.zeros_like(b)
+        nc = b.shape[1]
+        self.rmax, self.xmax, self.rz, self.rz_new, self.pq = (np.zeros(nc) for _ in range(5))
+
+
+def precondition(hier: Hierarchy, ws: Workspace, st: _State, alpha: np.ndarray | None) -> None:
+    """[alpha given: x += alpha p, r -= alpha q]; z = M r; st.rz_new = <r, z>.
+
+    M is one symmetric V(1,1) cycle (symmetric Gauss-Seidel alone when there
+    is no coarse grid).  The CG update shares a pass with the first forward
+    sweep, the last backward sweep with <r, z>.
+    """
+    f = hier.fine
+    if alpha is not None:
+        k.cg_step_smooth(f.idx, f.wp, f.inv_d, f.we, f.ws, st.x, st.r, st.p, st.q, alpha,
+                         st.z, st.rmax, st.xmax)
+    else:
+        k.gs_sweep_zero(f.idx, f.wp, f.inv_d, f.we, f.ws, st.z, st.r)
+    if hier.coarse:
+        wpc = hier.coarse[0].wp
+        g.residual_restrict5(f.idx, f.wp, f.d, f.we, f.ws, st.z, st.r, wpc, ws.b[0], f.h, f.w)
+        coarse_cycle(hier, ws)
+        g.prolong(f.idx, f.wp, st.z, wpc, ws.x[0], f.h, f.w)
+    elif hier.coarse_chol is not None:  # tiny system: M = A^{-1}
+        g.cho_solve_rows(hier.coarse_chol, f.idx, st.r, st.z)
+        k.dot_rows(f.idx, st.r, st.z, st.rz_new)
+        return
+    k.gs_backward_dot(f.idx, f.wp, f.inv_d, f.we, f.ws, st.z, st.r, st.rz_new)
 
 
 def certified(rmax: np.ndarray, xmax: np.ndarray, max_error: float) -> bool:
@@ -206,29 +223,26 @@ def pcg(hier: Hierarchy, b: np.ndarray, max_error: float,
     Returns (x, certified on the true residual).
     """
     f = hier.fine
-    idx, nc = f.idx, b.shape[1]
-    ws = Workspace(hier, nc)
-    x, r = np.zeros_like(b), b.copy()
-    z, p, q = np.zeros_like(b), np.zeros_like(b), np.zeros_like(b)
-    rmax, xmax, rz, rz_new, pq = (np.zeros(nc) for _ in range(5))
-    k.gs_sweep_zero(idx, f.wp, f.inv_d, f.we, f.ws, z, r)
-    coarse_correct(hier, ws, r, z, rz)
-    k.direction_matvec(idx, f.wp, f.d, f.we, f.ws, z, p, q, np.zeros(nc), pq)
+    if b.shape[1] != k.NC:
+        raise ValueError(f"pcg solves exactly {k.NC} columns, got {b.shape[1]}")
+    ws, st = Workspace(hier, k.NC), _State(b)
+    precondition(hier, ws, st, None)
+    st.rz[:] = st.rz_new
+    k.direction_matvec(f.idx, f.wp, f.d, f.we, f.ws, st.z, st.p, st.q, np.zeros(k.NC), st.pq)
     for _ in range(max_iter):
-        alpha = np.divide(rz, pq, out=np.zeros(nc), where=pq > 0)
-        k.cg_step_smooth(idx, f.wp, f.inv_d, f.we, f.ws, x, r, p, q, alpha, z, rmax, xmax)
-        if certified(rmax, xmax, max_error):  # confirm on the true residual
-            k.residual(idx, f.wp, f.d, f.we, f.ws, x, b, r)
-            k.max_abs_rows(idx, r, rmax)
-            k.max_rows(idx, x, xmax)
-            if certified(rmax, xmax, max_error):
-                return x, True
-            k.gs_sweep_zero(idx, f.wp, f.inv_d, f.we, f.ws, z, r)
-        coarse_correct(hier, ws, r, z, rz_new)
-        beta = np.divide(rz_new, rz, out=np.zeros(nc), where=rz > 0)
-        rz[:] = rz_new
-        k.direction_matvec(idx, f.wp, f.d, f.we, f.ws, z, p, q, beta, pq)
-    return x, False
+        alpha = np.divide(st.rz, st.pq, out=np.zeros(k.NC), where=st.pq > 0)
+        precondition(hier, ws, st, alpha)
+        if certified(st.rmax, st.xmax, max_error):  # confirm on the true residual
+            k.residual(f.idx, f.wp, f.d, f.we, f.ws, st.x, b, st.r)
+            k.max_abs_rows(f.idx, st.r, st.rmax)
+            k.max_rows(f.idx, st.x, st.xmax)
+            if certified(st.rmax, st.xmax, max_error):
+                return st.x, True
+            precondition(hier, ws, st, None)
+        beta = np.divide(st.rz_new, st.rz, out=np.zeros(k.NC), where=st.rz > 0)
+        st.rz[:] = st.rz_new
+        k.direction_matvec(f.idx, f.wp, f.d, f.we, f.ws, st.z, st.p, st.q, beta, st.pq)
+    return st.x, False
 
 
 def solve_direct(fine: Level, b: np.ndarray) -> np.ndarray:

@@ -111,6 +111,23 @@ def test_frame_only_hole() -> None:
     check_exact(image, generated, hole)
 
 
+def test_thin_odd_lines_without_coarse_grid() -> None:
+    """Hole only on odd rows: no even-even point, so no coarse level exists."""
+    rng = np.random.default_rng(9)
+    image, generated, _ = random_case(rng, 64, 70, 0.0)
+    hole = np.zeros((64, 70), bool)
+    hole[1::2, :] = True
+    check_exact(image, generated, hole)
+
+
+def test_direct_fallback_when_iteration_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.fusion import poisson_pcg
+
+    monkeypatch.setattr(poisson_pcg, "pcg", lambda hier, b, err: (b * 0.0, False))
+    rng = np.random.default_rng(10)
+    check_exact(*random_case(rng, 40, 40, 0.6))
+
+
 def test_whole_image_hole_returns_generated() -> None:
     rng = np.random.default_rng(5)
     image, generated, _ = random_case(rng, 7, 5, 0.0)
