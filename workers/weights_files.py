@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
-
 # torchvision's download addresses, quoted in the error so users can fetch files by hand.
 TORCHVISION_URLS: dict[str, str] = {
     "vgg16-397923af.pth": "https://download.pytorch.org/models/vgg16-397923af.pth",
@@ -59,8 +57,16 @@ def weights_dir() -> Path:
 
 
 def torch_checkpoints_dir() -> Path:
-    """torchvision's download cache (``$TORCH_HOME/hub/checkpoints``), read but never written."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torchvision's download cache (``torch.hub.get_dir()/checkpoints``), read but never written.
+
+    Worked out as torch.hub does, without importing torch, so the CLI stays quick to start.
+    """
+    if os.environ.get("TORCH_HOME"):
+        hub = Path(os.environ["TORCH_HOME"]).expanduser() / "hub"
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+        hub = Path(cache).expanduser() / "torch" / "hub"
+    return hub / "checkpoints"
 
 
 def search_dirs() -> list[Path]:

@@ -12,13 +12,6 @@ from workers.nets.stylegan2_testing import make_tiny_checkpoint
 from workers.weights_files import MissingWeightsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):

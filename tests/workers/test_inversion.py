@@ -13,13 +13,6 @@ from workers.nets.stylegan2 import load_generator
 from workers.nets.stylegan2_testing import make_tiny_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):

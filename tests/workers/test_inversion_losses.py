@@ -14,14 +14,6 @@ from workers.inversion_losses import (ALEXNET_FILE, VGG16_FILE, InversionLoss, L
 from workers.weights_files import MissingWeightsError, find_weight, require_weight
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: intra-op threads only contend with each other on tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def weights_home(tmp_path, monkeypatch):

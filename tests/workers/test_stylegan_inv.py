@@ -18,13 +18,6 @@ from workers.weights_files import MissingWeightsError
 VGG = "vgg16-397923af.pth"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
