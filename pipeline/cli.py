@@ -25,6 +25,9 @@ app.add_typer(manifest_app, name="manifest")
 masks_app = typer.Typer(help="Benchmark mask protocols (center, noise:P, brush:LO-HI, lama-*).",
                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(masks_app, name="masks")
+from pipeline.cli_weights import weights_app  # noqa: E402 (typer and stdlib only)
+
+app.add_typer(weights_app, name="weights")
 
 
 def _fail(message: str) -> None:
