@@ -2,7 +2,9 @@
 
 Two pairings: `same-name` (each image has a mask with the same file stem, as clean-up jobs and
 pre-paired test sets have) and `random` (each image draws a mask from the folder reproducibly from a
-seed, the usual benchmark protocol where the clean face doubles as ground truth).
+seed, the usual benchmark protocol where the clean face doubles as ground truth). Or one mask file for
+every image (`mask_file`: a watermark at a fixed position; the load stage resizes it to each image).
+`dilate` > 0 adds a `mask_dilate` column that the load stage applies (stamps leave halos).
 """
 from __future__ import annotations
 
@@ -31,10 +33,12 @@ class BuildConfig:
     """What `pipeline manifest build` was asked to do."""
 
     images: Path  # folder of images to repair
-    masks: Path  # folder of masks (255 = hole)
+    masks: Path | None  # folder of masks (255 = hole); None with `mask_file`
     pairing: Pairing = Pairing.SAME_NAME  # how an image gets its mask
     seed: int = 0  # random pairing seed; the same seed gives the same manifest
     gt: Path | None = None  # folder of ground truths matched by stem; None: see `build_manifest`
+    mask_file: Path | None = None  # one mask for every image, instead of `masks`
+    dilate: int = 0  # > 0: grow every hole by this many pixels (recorded as column `mask_dilate`)
 
 
 @dataclass
@@ -75,16 +79,27 @@ def build_manifest(config: BuildConfig) -> BuildResult:
     Ground truth: from `config.gt` by stem when given; otherwise, with random pairing, the image
     itself (clean faces + masks); otherwise none (clean-up jobs have no ground truth).
     """
+    if (config.masks is None) == (config.mask_file is None):
+        raise ManifestError("give either a folder of masks or one mask file for every image")
+    if config.dilate < 0:
+        raise ManifestError(f"dilate must be >= 0 pixels, not {config.dilate}")
     images = list_images(config.images)
-    masks = list_images(config.masks)
+    if config.mask_file is not None:
+        if not config.mask_file.is_file():
+            raise ManifestError(f"{config.mask_file}: no such mask file")
+        if config.pairing is Pairing.RANDOM:
+            raise ManifestError("one mask file for every image cannot be paired at random")
+    masks = list_images(config.masks) if config.masks is not None else [config.mask_file]
     gt_index = _by_stem(list_images(config.gt)) if config.gt else None
     ids = ids_for(images)
 
-    if config.pairing is Pairing.RANDOM:
+    if config.mask_file is not None:
+        chosen: list[Path | None] = [config.mask_file] * len(images)
+    elif config.pairing is Pairing.RANDOM:
         rng = np.random.default_rng(config.seed)
         replace = len(masks) < len(images)
         picks = rng.choice(len(masks), size=len(images), replace=replace)
-        chosen: list[Path | None] = [masks[int(i)] for i in picks]
+        chosen = [masks[int(i)] for i in picks]
     else:
         mask_index = _by_stem(masks)
         chosen = [mask_index.get(p.stem) for p in images]
@@ -108,4 +123,7 @@ def build_manifest(config: BuildConfig) -> BuildResult:
         rows[schema.GT].append(str(gt.resolve()) if gt else None)
     if not rows[schema.ID]:
         raise ManifestError("no image could be paired with a mask:\n  " + "\n  ".join(unmatched[:10]))
-    return BuildResult(table=pa.table(rows, schema=schema.MANIFEST_SCHEMA), unmatched=unmatched)
+    table = pa.table(rows, schema=schema.MANIFEST_SCHEMA)
+    if config.dilate:
+        table = table.append_column(schema.MASK_DILATE, pa.array([config.dilate] * len(table), pa.int32()))
+    return BuildResult(table=table, unmatched=unmatched)

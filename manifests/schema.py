@@ -15,6 +15,9 @@ GT = "gt"
 REQUIRED_MANIFEST_COLUMNS: tuple[str, ...] = (ID, IMAGE, MASK)
 OPTIONAL_MANIFEST_COLUMNS: tuple[str, ...] = (GT,)
 MANIFEST_COLUMNS = REQUIRED_MANIFEST_COLUMNS + OPTIONAL_MANIFEST_COLUMNS
+# Optional per-row int: grow the row's hole by this many pixels (disc) at the image's size. Written
+# by `manifest build --dilate`; read by the load stage; passed through to the results like any extra.
+MASK_DILATE = "mask_dilate"
 
 MANIFEST_SCHEMA = pa.schema(
     [

@@ -56,6 +56,18 @@ def _resolve(uri: str | None, base: Path | None) -> str | None:
     return str((base / uri).resolve())
 
 
+def _dilations(table: pa.Table) -> list[int] | None:
+    """The optional `mask_dilate` column as ints (missing values: 0), or None without the column."""
+    if schema.MASK_DILATE not in table.column_names:
+        return None
+    column = table.column(schema.MASK_DILATE)
+    try:
+        column = pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ManifestError(f"column '{schema.MASK_DILATE}' must hold whole pixel counts, has {column.type}") from exc
+    return [0 if v is None else int(v) for v in column.to_pylist()]
+
+
 def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedManifest:
     """Check columns, then rows: empty fields and duplicate ids are rejected, first id wins.
 
@@ -75,6 +87,7 @@ def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedMan
     masks = [_resolve(u, base) for u in _as_strings(table, schema.MASK)]
     gts = ([_resolve(u, base) for u in _as_strings(table, schema.GT)] if schema.GT in table.column_names
            else [None] * len(ids))
+    dilates = _dilations(table)
 
     seen: dict[str, int] = {}
     keep: list[int] = []
@@ -89,6 +102,8 @@ def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedMan
             problem = "empty 'image' path"
         elif not mask:
             problem = "empty 'mask' path"
+        elif dilates is not None and dilates[row] < 0:
+            problem = f"negative '{schema.MASK_DILATE}' ({dilates[row]})"
         if problem:
             rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
             continue
@@ -105,5 +120,8 @@ def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedMan
         kept = kept.set_column(kept.column_names.index(schema.GT), schema.GT, gt_values)
     else:
         kept = kept.append_column(schema.GT, gt_values)
+    if dilates is not None:
+        kept = kept.set_column(kept.column_names.index(schema.MASK_DILATE), schema.MASK_DILATE,
+                               pa.array([dilates[i] for i in keep], pa.int64()))
     kept = kept.append_column(schema.ROW, pa.array(keep, pa.int64()))
     return ValidatedManifest(table=kept, rejected=rejected)

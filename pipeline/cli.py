@@ -38,8 +38,12 @@ def _fail(message: str) -> None:
 @manifest_app.command("build")
 def manifest_build(
     images: Path = typer.Option(..., help="Folder of images to repair."),
-    masks: Path = typer.Option(..., help="Folder of masks (255 = hole; 0/1 and RGB(A) masks work); "
-                               "with --mask-kind, the folder the generated masks are written to."),
+    masks: Optional[Path] = typer.Option(None, help="Folder of masks (255 = hole; 0/1 and RGB(A) masks "
+                                         "work); with --mask-kind, the folder the generated masks are "
+                                         "written to."),
+    mask: Optional[Path] = typer.Option(None, help="One mask file for every image instead of --masks "
+                                        "(e.g. a watermark at a fixed position); resized (nearest) to "
+                                        "each image's size, with a warning in the results."),
     out: Path = typer.Option(..., help="Manifest file to write (.parquet)."),
     mask_kind: Optional[str] = typer.Option(None, help="Generate one mask per image at its size instead: "
                                             "center | noise:P | brush:LO-HI | lama-thin|medium|thick."),
@@ -48,6 +52,8 @@ def manifest_build(
     seed: int = typer.Option(0, help="Seed of --pair random; the same seed gives the same manifest."),
     gt: Optional[Path] = typer.Option(None, help="Folder of ground truths matched by stem. Default: "
                                       "the image itself with --pair random, none with same-name."),
+    dilate: int = typer.Option(0, help="Grow every hole by N pixels (disc) at the image's size, e.g. "
+                               "to cover the halo a stamp leaves; recorded as column mask_dilate."),
 ) -> None:
     """Pair images with masks into a manifest.
 
@@ -55,11 +61,23 @@ def manifest_build(
 
       pipeline manifest build --images ../shared/bench-dev/faces/256
       --masks ../shared/bench-dev/masks --pair random --seed 0 --out m.parquet
+
+    Clean-up job (one logo mask for every photo, grown by 3 px):
+
+      pipeline manifest build --images photos/ --mask logo.png --dilate 3 --out m.parquet
     """
     from manifests.build import BuildConfig, Pairing, build_manifest
     from manifests.io import write_manifest
 
+    if (masks is None) == (mask is None):
+        _fail("give --masks DIR (or with --mask-kind, the folder to write masks to) or --mask FILE")
+    if dilate < 0:
+        _fail(f"--dilate must be >= 0 pixels, not {dilate}")
     if mask_kind:
+        if masks is None:
+            _fail("--mask-kind writes its masks into --masks DIR; --mask does not apply")
+        if dilate:
+            _fail("--dilate does not apply to --mask-kind protocol masks (use pipeline run --dilate)")
         from pipeline.mask_files import build_protocol_manifest
         from stages.mask_protocols import parse_mask_kind
 
@@ -75,7 +93,8 @@ def manifest_build(
     except ValueError:
         _fail(f"--pair must be same-name or random, not '{pair}'")
     try:
-        result = build_manifest(BuildConfig(images=images, masks=masks, pairing=pairing, seed=seed, gt=gt))
+        result = build_manifest(BuildConfig(images=images, masks=masks, pairing=pairing, seed=seed, gt=gt,
+                                            mask_file=mask, dilate=dilate))
     except ManifestError as exc:
         _fail(str(exc))
     for problem in result.unmatched:
@@ -152,6 +171,12 @@ def run(
     variants: int = typer.Option(1, help="Results per image (methods with latent editing, e.g. "
                                  "stylegan-inv); each is its own result row and image."),
     edit_strength: Optional[float] = typer.Option(None, help="Latent edit strength of the variants."),
+    dilate: Optional[int] = typer.Option(None, help="Grow every hole by N pixels (disc). Replaces the "
+                                         "manifest's mask_dilate column on every row (--dilate 0 turns "
+                                         "it off); without --dilate each row's mask_dilate applies."),
+    output_format: str = typer.Option("png", "--format", help="Result image format: png | jpg | webp | "
+                                      "same (the input file's; PNG for other inputs). JPEG/WebP quality "
+                                      "95; only png keeps known pixels bit-identical."),
     overwrite: bool = typer.Option(False, help="Delete OUT's earlier results instead of resuming."),
 ) -> None:
     """Inpaint every manifest row through the Ray Data graph and score it.
@@ -191,9 +216,15 @@ def run(
     fusion = fusion or ("poisson" if method_cls.generates_whole_image else "paste")
     if fusion not in FUSERS:
         _fail(f"--fusion must be one of {', '.join(FUSERS)}, not '{fusion}'")
+    from stages.imageio import FORMAT_CHOICES
+
+    if output_format not in FORMAT_CHOICES:
+        _fail(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not '{output_format}'")
+    if dilate is not None and dilate < 0:
+        _fail(f"--dilate must be >= 0 pixels, not {dilate}")
     config = RunConfig(manifest=manifest, out=out, method=method, method_options=options, fusion=fusion,
                        mask_threshold=mask_threshold, address=address, num_cpus=num_cpus, actors=actors,
-                       batch_size=batch_size, limit=limit)
+                       batch_size=batch_size, limit=limit, dilate=dilate, output_format=output_format)
     try:
         summary = execute(config, progress=lambda line: typer.echo(line, err=True), overwrite=overwrite)
     except (RunError, ManifestError, ValueError) as exc:

@@ -25,11 +25,19 @@ class RunConfig:
     batch_size: int | None = None  # rows per method call (default: the method's)
     limit: int | None = None  # process only the first N manifest rows (trying things out)
     flush_rows: int = 64  # results rows buffered before a Parquet part is written
+    dilate: int | None = None  # grow every hole by N px; replaces the manifest's `mask_dilate` (None: keep it)
+    output_format: str = "png"  # png | jpg | webp | same (the input's format); only png is lossless
 
     def compute_key(self) -> dict[str, Any]:
         """The settings that change pixels or metrics; resuming requires them unchanged."""
-        return {"method": self.method, "method_options": self.method_options,
-                "fusion": self.fusion, "mask_threshold": self.mask_threshold}
+        key = {"method": self.method, "method_options": self.method_options,
+               "fusion": self.fusion, "mask_threshold": self.mask_threshold}
+        # Added only when set, so folders written before these options existed still resume.
+        if self.dilate is not None:
+            key["dilate"] = self.dilate
+        if self.output_format != "png":
+            key["output_format"] = self.output_format
+        return key
 
     def config_hash(self) -> str:
         """Short stable hash of `compute_key`, stored with every result row."""

@@ -1,4 +1,4 @@
-"""The write stage: encode each result as PNG and write it atomically under OUT/images/.
+"""The write stage: encode each result (PNG by default) and write it atomically under OUT/images/.
 
 Pixels stop here: the rows that go on to the driver carry only paths, metrics and timings.
 """
@@ -10,9 +10,10 @@ from pathlib import Path
 
 from manifests.ids import output_stem
 from stages.batch import Batch, batch_len, is_ok, to_column
-from stages.imageio import encode_png
+from stages.imageio import OUTPUT_FORMATS, encode_image, resolve_format
 
 PIXEL_COLUMNS = ("image", "hole", "gt", "generated", "result")
+CONSUMED_COLUMNS = (*PIXEL_COLUMNS, "image_ext")  # dropped here: they never reach the results
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -29,16 +30,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def image_path(images_dir: Path, row_id: str, variant: int) -> Path:
+def image_path(images_dir: Path, row_id: str, variant: int, fmt: str = "png") -> Path:
     """Where the result image of (id, variant) goes; ids are sanitised so they cannot escape."""
-    return images_dir / f"{output_stem(row_id, variant)}.png"
+    return images_dir / f"{output_stem(row_id, variant)}{OUTPUT_FORMATS[fmt][0]}"
 
 
 IMAGES_SUBDIR = "images"
 
 
-def write_batch(batch: Batch, out_dir: str) -> Batch:
-    """Writes result PNGs, adds `output` (path relative to OUT) and `t_write`, drops pixel columns.
+def write_batch(batch: Batch, out_dir: str, output_format: str = "png") -> Batch:
+    """Writes result images, adds `output` (path relative to OUT) and `t_write`, drops pixel columns.
+
+    `output_format`: png | jpg | webp | same (the input file's format, PNG for others).
 
     Relative paths keep an output folder valid after it is moved or copied.
     """
@@ -51,15 +54,17 @@ def write_batch(batch: Batch, out_dir: str) -> Batch:
         start = time.perf_counter()
         path = None
         if is_ok(batch, i):
-            target = image_path(folder, str(batch["id"][i]), int(batch["variant"][i]))
+            suffix = str(batch["image_ext"][i]) if "image_ext" in batch else None
+            fmt = resolve_format(output_format, suffix)
+            target = image_path(folder, str(batch["id"][i]), int(batch["variant"][i]), fmt)
             try:
-                write_atomic(target, encode_png(batch["result"][i]))
+                write_atomic(target, encode_image(batch["result"][i], fmt))
                 path = str(target.relative_to(root))
             except OSError as exc:
                 statuses[i], errors[i] = "error", f"write {target}: {exc.strerror or exc}"
         paths.append(path)
         timings.append(time.perf_counter() - start)
-    out = {k: v for k, v in batch.items() if k not in PIXEL_COLUMNS}
+    out = {k: v for k, v in batch.items() if k not in CONSUMED_COLUMNS}
     out.update(output=to_column(paths), t_write=to_column(timings),
                status=to_column(statuses), error=to_column(errors))
     return out

@@ -159,6 +159,8 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
     if config.limit is not None:
         manifest = ValidatedManifest(manifest.table.slice(0, config.limit),
                                      [r for r in manifest.rejected if r.row < config.limit])
+    if config.dilate is not None:
+        manifest = ValidatedManifest(_with_dilation(manifest.table, config.dilate), manifest.rejected)
     out = config.out
     _check_writable(out)
     with _exclusive(out):
@@ -191,6 +193,16 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
     return summary
 
 
+def _with_dilation(table: pa.Table, pixels: int) -> pa.Table:
+    """`run --dilate N` replaces every row's `mask_dilate` (the results record the value used)."""
+    if pixels < 0:
+        raise RunError(f"--dilate must be >= 0 pixels, not {pixels}")
+    column = pa.array([pixels] * len(table), pa.int64())
+    if schema.MASK_DILATE in table.column_names:
+        return table.set_column(table.column_names.index(schema.MASK_DILATE), schema.MASK_DILATE, column)
+    return table.append_column(schema.MASK_DILATE, column)
+
+
 def _stream(config: RunConfig, method_cls, method_config, manifest: ValidatedManifest, todo: pa.Table,
             store: ResultsStore, summary: RunSummary,
             progress: Callable[[str], None]) -> ResourcePlan:
@@ -207,7 +219,8 @@ def _stream(config: RunConfig, method_cls, method_config, manifest: ValidatedMan
                  f"{plan.actor_cpus:g} CPU{f' + {plan.actor_gpus:g} GPU' if plan.actor_gpus else ''}, "
                  f"batch {plan.batch_size}, fusion {config.fusion}")
         ds = build_graph(todo, plan, config.method, method_config, config.fusion,
-                         LoadConfig(mask_threshold=config.mask_threshold), str(config.out))
+                         LoadConfig(mask_threshold=config.mask_threshold), str(config.out),
+                         config.output_format)
         id_to_index = {row_id: i for i, row_id in enumerate(manifest.table[schema.ID].to_pylist())}
         pending: list[pa.Table] = []
         t0 = time.perf_counter()

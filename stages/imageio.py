@@ -54,7 +54,43 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise ImageError(f"{name}: not a decodable image ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from exc
+    deep = _deep_color_png(data, name)
+    if deep is not None:
+        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+        image = deep.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else deep
+        return image
     return ImageOps.exif_transpose(image)
+
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _deep_color_png(data: bytes, name: str) -> Image.Image | None:
+    """A 16-bit RGB / RGBA / gray+alpha PNG decoded by OpenCV and scaled to 8 bits, else None.
+
+    PIL opens these as 8-bit modes by dropping the low byte (v >> 8); we scale instead
+    (round(v * 255 / 65535)), as `_to_8bit` does for 16-bit grayscale.
+    """
+    # IHDR is always the first chunk: bit depth at byte 24, colour type at byte 25.
+    if len(data) < 26 or not data.startswith(_PNG_SIGNATURE) or data[24] != 16 or data[25] not in (2, 4, 6):
+        return None
+    import cv2
+
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint16:
+        raise ImageError(f"{name}: corrupt 16-bit PNG (OpenCV could not decode it)")
+    scaled = np.round(array.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    if scaled.ndim == 2:
+        return Image.fromarray(scaled, "L")
+    if scaled.shape[2] == 2:
+        return Image.fromarray(scaled, "LA")
+    if scaled.shape[2] == 3:
+        return Image.fromarray(cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB), "RGB")
+    return Image.fromarray(cv2.cvtColor(scaled, cv2.COLOR_BGRA2RGBA), "RGBA")
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -97,4 +133,33 @@ def encode_png(image: np.ndarray) -> bytes:
     """PNG bytes of an `[H,W,3] uint8` image (lossless, so known pixels survive bit for bit)."""
     buffer = io.BytesIO()
     Image.fromarray(image, "RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+# Output formats of `pipeline run --format`: name -> (file suffix, PIL format, save options).
+OUTPUT_FORMATS: dict[str, tuple[str, str, dict]] = {
+    "png": (".png", "PNG", {"compress_level": 1}),
+    "jpg": (".jpg", "JPEG", {"quality": 95}),
+    "webp": (".webp", "WEBP", {"quality": 95}),
+}
+FORMAT_CHOICES = (*OUTPUT_FORMATS, "same")
+_SUFFIX_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+
+
+def resolve_format(requested: str, input_suffix: str | None = None) -> str:
+    """`png|jpg|webp`, or for `same` the input file's format (PNG for any other input format)."""
+    if requested == "same":
+        return _SUFFIX_FORMATS.get((input_suffix or "").lower(), "png")
+    if requested not in OUTPUT_FORMATS:
+        raise ValueError(f"output format must be one of {', '.join(FORMAT_CHOICES)}, not '{requested}'")
+    return requested
+
+
+def encode_image(image: np.ndarray, fmt: str = "png") -> bytes:
+    """Bytes of an `[H,W,3] uint8` image in `fmt` (png | jpg | webp); only PNG is lossless."""
+    if fmt == "png":
+        return encode_png(image)
+    _, pil_format, options = OUTPUT_FORMATS[fmt]
+    buffer = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buffer, format=pil_format, **options)
     return buffer.getvalue()

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import numpy as np
 
 from manifests.buckets import bucket_of
+from manifests.schema import MASK_DILATE
 from stages.batch import EMPTY_HOLE, EMPTY_IMAGE, Batch, batch_len, to_column
 from stages.imageio import DEFAULT_MAX_PIXELS, ImageError, decode_image, decode_mask_values, read_bytes
-from stages.masks import fit_to_image, hole_from_values, mask_ratio, require_hole
+from stages.masks import dilate_hole, fit_to_image, hole_from_values, mask_ratio, require_hole
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,16 @@ class LoadedRow:
     warning: str | None
 
 
-def load_row(image_uri: str, mask_uri: str, gt_uri: str | None, config: LoadConfig) -> LoadedRow:
-    """Decode one row; raise ImageError naming the file and the problem."""
+def load_row(image_uri: str, mask_uri: str, gt_uri: str | None, config: LoadConfig,
+             dilate: int = 0) -> LoadedRow:
+    """Decode one row; raise ImageError naming the file and the problem.
+
+    `dilate` > 0 grows the hole by that many pixels (disc) after it is fitted to the image's size.
+    """
     image = decode_image(read_bytes(image_uri), f"image {image_uri}", config.max_pixels)
     values = decode_mask_values(read_bytes(mask_uri), f"mask {mask_uri}", config.max_pixels)
     hole, warning = fit_to_image(hole_from_values(values, config.mask_threshold), *image.shape[:2])
+    hole = dilate_hole(hole, dilate)
     require_hole(hole, f"mask {mask_uri}")
     gt = EMPTY_IMAGE
     if gt_uri:
@@ -55,15 +62,18 @@ def load_row(image_uri: str, mask_uri: str, gt_uri: str | None, config: LoadConf
 
 
 def load_batch(batch: Batch, config: LoadConfig = LoadConfig()) -> Batch:
-    """Manifest columns (`id`, `row`, `image`, `mask`, `gt`) → pixel columns plus status."""
+    """Manifest columns (`id`, `row`, `image`, `mask`, `gt`, optional `mask_dilate`) → pixel
+    columns plus status; `image_ext` is the input's file suffix (for `--format same`)."""
     n = batch_len(batch)
     out: dict[str, list] = {k: [] for k in ("id", "row", "status", "error", "warning", "image",
-                                              "hole", "gt", "mask_ratio", "bucket", "t_load")}
+                                              "hole", "gt", "mask_ratio", "bucket", "t_load", "image_ext")}
     for i in range(n):
         start = time.perf_counter()
         gt_uri = batch["gt"][i] if "gt" in batch else None
+        dilate = batch[MASK_DILATE][i] if MASK_DILATE in batch else 0
         try:
-            loaded = load_row(str(batch["image"][i]), str(batch["mask"][i]), gt_uri or None, config)
+            dilate = 0 if dilate is None or dilate != dilate else int(dilate)  # None / NaN: no dilation
+            loaded = load_row(str(batch["image"][i]), str(batch["mask"][i]), gt_uri or None, config, dilate)
             status, error = "ok", None
         except ImageError as exc:
             loaded, status, error = None, "error", f"load: {exc}"
@@ -80,4 +90,5 @@ def load_batch(batch: Batch, config: LoadConfig = LoadConfig()) -> Batch:
         out["mask_ratio"].append(loaded.ratio if loaded else float("nan"))
         out["bucket"].append(bucket_of(loaded.ratio) if loaded else None)
         out["t_load"].append(time.perf_counter() - start)
+        out["image_ext"].append(PurePosixPath(str(batch["image"][i])).suffix.lower())
     return {name: to_column(values) for name, values in out.items()}

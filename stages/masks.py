@@ -21,6 +21,15 @@ def fit_to_image(hole: np.ndarray, height: int, width: int) -> tuple[np.ndarray,
     return resized.astype(bool), warning
 
 
+def dilate_hole(hole: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow a `[H,W] bool` hole by `pixels` with a disc (elliptic kernel of side 2N+1): stamped
+    text and logos leave anti-aliased halos just outside their exact mask."""
+    if pixels <= 0:
+        return hole
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(hole.astype(np.uint8), kernel).astype(bool)
+
+
 def mask_ratio(hole: np.ndarray) -> float:
     """Share of hole pixels, 0..1."""
     return float(hole.mean()) if hole.size else 0.0

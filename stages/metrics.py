@@ -55,6 +55,14 @@ def ssim(output: np.ndarray, gt: np.ndarray) -> float:
     """
     pad = (SSIM_WINDOW - 1) // 2
     values = []
+    for s in _ssim_maps(output, gt):
+        values.append(s[pad:-pad, pad:-pad].mean() if min(s.shape) > 2 * pad else s.mean())
+    return float(np.mean(values))
+
+
+def _ssim_maps(output: np.ndarray, gt: np.ndarray) -> list[np.ndarray]:
+    """Per-channel SSIM maps (Gaussian window 11, sigma 1.5, reflected border)."""
+    maps = []
     for channel in range(output.shape[2]):
         x = output[..., channel].astype(np.float64)
         y = gt[..., channel].astype(np.float64)
@@ -62,9 +70,17 @@ def ssim(output: np.ndarray, gt: np.ndarray) -> float:
         var_x = _blur(x * x) - mu_x * mu_x
         var_y = _blur(y * y) - mu_y * mu_y
         cov = _blur(x * y) - mu_x * mu_y
-        s = ((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / ((mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2))
-        values.append(s[pad:-pad, pad:-pad].mean() if min(s.shape) > 2 * pad else s.mean())
-    return float(np.mean(values))
+        maps.append(((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / ((mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2)))
+    return maps
+
+
+def ssim_hole(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> float:
+    """Masked SSIM: the SSIM map (as `ssim`: 11x11 Gaussian window, sigma 1.5, averaged over RGB)
+    of the whole image, averaged over hole pixels (`[H,W] bool`) only. Windows centred on a hole
+    pixel also see the known pixels next to it, as a repaired region is seen in context."""
+    if not hole.any():
+        return float("nan")
+    return float(np.mean(_ssim_maps(output, gt), axis=0)[hole].mean())
 
 
 def score_row(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict[str, float]:

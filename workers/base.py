@@ -61,6 +61,10 @@ class InpaintMethod(ABC):
     resources: ClassVar[MethodResources] = MethodResources()
     generates_whole_image: ClassVar[bool] = False  # True: Poisson fusion is the default
     description: ClassVar[str] = ""
+    # The square side the method works at (None: any size, e.g. telea). Images whose long side is
+    # more than twice this are repaired crop by crop around the holes (`stages/crops.py`). A class
+    # default; a method that learns it from its weights sets `self.native_size` in `setup`.
+    native_size: int | None = None
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -2,6 +2,10 @@
 
 When a batch call raises, the rows are retried one at a time so only the bad row becomes an error
 row; the others still get their result.
+
+Methods with a `native_size` get images much larger than it crop by crop (`stages/crops.py`): each
+crop is one input of the method call, and the crops' results are pasted back into a full-size
+`generated` image (the input outside the crops), so fusion works at full resolution.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from stages.batch import EMPTY_IMAGE, Batch, batch_len, has_pixels, is_ok, take_rows, to_column
+from stages.crops import Box, needs_crops, paste_crops, plan_crops, prepare_crop
 from workers.base import InpaintMethod, MethodInputs, MethodOutputs
 from workers.registry import get_method
 
@@ -39,13 +44,65 @@ class MethodRunner:
             images=[np.asarray(batch["image"][i]) for i in rows],
             holes=[np.asarray(batch["hole"][i]).astype(bool) for i in rows],
         )
-        outputs = self.method(inputs)
+        outputs = self._call(inputs)
         for k, generated in enumerate(outputs.generated):
             expected = inputs.images[outputs.source[k]].shape
             if not has_pixels(generated) or generated.shape != expected or generated.dtype != np.uint8:
                 raise ValueError(f"method returned {getattr(generated, 'shape', None)} "
                                  f"{getattr(generated, 'dtype', None)}, expected {expected} uint8")
         return outputs
+
+    def _call(self, inputs: MethodInputs) -> MethodOutputs:
+        """The method on `inputs`, crop by crop for images much larger than its native size."""
+        native = getattr(self.method, "native_size", None)
+        plans: list[list[Box] | None] = []
+        ids, images, holes, owners = [], [], [], []  # owners: (input index, crop index or None)
+        for k, (image, hole) in enumerate(zip(inputs.images, inputs.holes)):
+            h, w = hole.shape
+            boxes = plan_crops(hole, native) if needs_crops(h, w, native) else None
+            if not boxes or boxes == [(0, 0, w, h)]:
+                boxes = None
+            plans.append(boxes)
+            for j, box in enumerate(boxes or [None]):
+                crop, crop_hole = (image, hole) if box is None else prepare_crop(image, hole, box, native)
+                ids.append(inputs.ids[k])
+                images.append(crop)
+                holes.append(crop_hole)
+                owners.append((k, None if box is None else j))
+        if all(plan is None for plan in plans):
+            return self.method(inputs)
+        sub = MethodInputs(ids=ids, images=images, holes=holes)
+        outs = self.method(sub)
+        for g, s in zip(outs.generated, outs.source):
+            if not has_pixels(g) or g.shape != images[s].shape or g.dtype != np.uint8:
+                raise ValueError(f"method returned {getattr(g, 'shape', None)} {getattr(g, 'dtype', None)} "
+                                 f"for a crop, expected {images[s].shape} uint8")
+        # (input, variant) -> crop index -> output index
+        found: dict[tuple[int, int], dict[int | None, int]] = {}
+        for o, (s, v) in enumerate(zip(outs.source, outs.variant)):
+            k, j = owners[s]
+            found.setdefault((k, v), {})[j] = o
+        result = MethodOutputs(generated=[], source=[], variant=[],
+                               extras={key: [] for key in outs.extras})
+        for (k, v), by_crop in sorted(found.items()):
+            boxes = plans[k]
+            if boxes is None:
+                first = by_crop[None]
+                result.generated.append(outs.generated[first])
+                picked = [first]
+            else:
+                if len(by_crop) != len(boxes):
+                    raise ValueError(f"method returned variant {v} for {len(by_crop)} of {len(boxes)} crops")
+                picked = [by_crop[j] for j in range(len(boxes))]
+                result.generated.append(paste_crops(inputs.images[k], boxes,
+                                                    [outs.generated[o] for o in picked]))
+            result.source.append(k)
+            result.variant.append(v)
+            for key, column in outs.extras.items():  # per image: mean of floats over crops, else the first
+                values = [column[o] for o in picked]
+                floats = all(isinstance(x, (float, np.floating)) for x in values)
+                result.extras[key].append(float(np.mean(values)) if floats and len(values) > 1 else values[0])
+        return result
 
     def _run_isolating(self, batch: Batch, rows: list[int]) -> tuple[list[tuple[int, int, np.ndarray, dict]], dict[int, str]]:
         """(input row, variant, generated, extras) per output, and errors by input row."""

@@ -5,7 +5,9 @@ the mean latent) gives the starting W+, :func:`workers.inversion.invert` fits W+
 with the paper's loss, optional §4.5 variants edit the final latent, and the rendered faces are
 resized back. The method returns whole generated images; the pipeline Poisson-fuses them.
 Inputs of any size or aspect are resized to the generator's square (area down, bicubic up; the
-hole nearest-neighbour with any pixel the hole bled into also excluded) and back again.
+hole nearest-neighbour with any pixel the hole bled into also excluded) and back again. Images more
+than twice the generator's size are first cut into crops around the holes by the runner
+(`native_size`, set in `setup`; see `stages/crops.py`).
 """
 from __future__ import annotations
 
@@ -113,6 +115,7 @@ class StyleGANInversion(InpaintMethod):
         files = require_weights(self.required_weights(cfg))
         self.device = torch.device(device)
         self.generator = load_generator(files[cfg.generator], self.device)
+        self.native_size = self.generator.size  # larger images are repaired crop by crop
         self.encoder = load_encoder(files[cfg.encoder], self.device) if cfg.encoder else None
         if self.encoder is not None:
             ec = self.encoder.config
