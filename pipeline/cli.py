@@ -46,7 +46,9 @@ def manifest_build(
                                         "each image's size, with a warning in the results."),
     out: Path = typer.Option(..., help="Manifest file to write (.parquet)."),
     mask_kind: Optional[str] = typer.Option(None, help="Generate one mask per image at its size instead: "
-                                            "center | noise:P | brush:LO-HI | lama-thin|medium|thick."),
+                                            "center | noise:P | brush:LO-HI | lama-thin|medium|thick; or "
+                                            "nvidia[:B1,B2] to draw one mask per image from each bucket "
+                                            "(e.g. nvidia:0.10-0.20,0.30-0.40,0.50-0.60) of --masks DIR."),
     pair: str = typer.Option("same-name", help="same-name: mask with the image's file stem; "
                              "random: a mask drawn per image from --seed."),
     seed: int = typer.Option(0, help="Seed of --pair random; the same seed gives the same manifest."),
@@ -73,6 +75,18 @@ def manifest_build(
         _fail("give --masks DIR (or with --mask-kind, the folder to write masks to) or --mask FILE")
     if dilate < 0:
         _fail(f"--dilate must be >= 0 pixels, not {dilate}")
+    if mask_kind and mask_kind.split(":")[0] == "nvidia":
+        from manifests.nvidia import NvidiaConfig, build_nvidia_manifest, parse_buckets
+
+        if masks is None:
+            _fail("--mask-kind nvidia draws from --masks DIR (the NVIDIA test masks)")
+        try:
+            table = build_nvidia_manifest(NvidiaConfig(images, masks, parse_buckets(mask_kind), seed, gt))
+        except (ValueError, ManifestError) as exc:
+            _fail(str(exc))
+        write_manifest(table, out)
+        typer.echo(f"wrote {out}: {len(table)} rows (NVIDIA masks per bucket from {masks})")
+        return
     if mask_kind:
         if masks is None:
             _fail("--mask-kind writes its masks into --masks DIR; --mask does not apply")
