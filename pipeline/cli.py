@@ -258,6 +258,9 @@ def report(
     out: Path = typer.Argument(..., help="A run's output folder."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, help="Bootstrap seed (reports are reproducible)."),
+    fid: Optional[bool] = typer.Option(None, "--fid/--no-fid", help="FID and KID per bucket (torch-fidelity). "
+                                       "Default: when the Inception weights are installed; --fid requires them."),
+    device: str = typer.Option("auto", help="Device for FID features: auto | cpu | cuda."),
 ) -> None:
     """Per mask-ratio bucket: count, mean and 95% bootstrap interval of every metric.
 
@@ -265,11 +268,14 @@ def report(
 
       pipeline report out/
     """
-    from pipeline.report import ReportError, build_report, write_report
+    from pipeline.report import ReportError, add_fid, build_report, write_report
+
+    from workers.weights_files import MissingWeightsError
 
     try:
         built = build_report(out, n_bootstrap=bootstrap, seed=seed)
-    except ReportError as exc:
+        add_fid(built, fid, device)
+    except (ReportError, MissingWeightsError, ValueError) as exc:
         _fail(str(exc))
     markdown = write_report(built, out / "report")
     typer.echo(markdown)

@@ -44,6 +44,8 @@ class Report:
     run: dict[str, Any]
     buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
     overall: dict[str, Any] = field(default_factory=dict)
+    fid: dict[str, dict[str, Any]] | None = None  # per bucket and "all", from pipeline.fid; None: not computed
+    fid_note: str | None = None  # why FID is absent, or how it was computed
 
 
 def bootstrap_interval(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> MetricSummary:
@@ -70,6 +72,22 @@ def _group(rows: dict[str, np.ndarray], mask: np.ndarray, n_bootstrap: int, seed
     for metric in METRICS:
         group[metric] = MetricSummary(**bootstrap_interval(rows[metric][mask][ok], n_bootstrap, rng).__dict__).__dict__
     return group
+
+
+def add_fid(report: Report, mode: bool | None, device: str = "auto") -> None:
+    """FID/KID per bucket: `mode` True requires the Inception weights (missing → the error that
+    names the fix), None computes them when the weights are present, False skips."""
+    from workers.weights_files import find_weight
+
+    from pipeline.fid import INCEPTION_WEIGHTS, FidConfig, bucket_fid_kid
+
+    if mode is False:
+        return
+    if mode is None and find_weight(INCEPTION_WEIGHTS) is None:
+        report.fid_note = (f"FID/KID not computed: {INCEPTION_WEIGHTS} is not installed "
+                           f"(`pipeline weights fetch {INCEPTION_WEIGHTS}`, then `pipeline report --fid`).")
+        return
+    report.fid = bucket_fid_kid(report.out, FidConfig(device=device))
 
 
 def build_report(out: Path, n_bootstrap: int = 1000, seed: int = 0) -> Report:
@@ -116,6 +134,19 @@ def to_markdown(report: Report) -> str:
         label = f"**{name}**" if name == "all" else name
         lines.append(f"| {label} | {group['count']} | {group['ok']} | {group['error']} | "
                      f"{group['scored']} | " + " | ".join(cells) + " |")
+    if report.fid is not None:
+        lines += ["", "## FID / KID (torch-fidelity, Inception-v3 pool3 2048-d, outputs vs ground truths of the "
+                  "same bucket)", "", "| bucket | images | FID | KID ×1000 (mean ± std) | note |",
+                  "|---|---:|---:|---:|---|"]
+        for name, entry in report.fid.items():
+            if name == "no_ground_truth":
+                continue
+            fid = "–" if entry["fid"] is None else f"{entry['fid']:.2f}"
+            kid = ("–" if entry["kid_mean"] is None
+                   else f"{entry['kid_mean'] * 1000:.2f} ± {entry['kid_std'] * 1000:.2f}")
+            lines.append(f"| {name} | {entry['n']} | {fid} | {kid} | {entry.get('warning') or ''} |")
+    if report.fid_note:
+        lines += ["", report.fid_note]
     if report.overall["no_ground_truth"]:
         lines += ["", f"{report.overall['no_ground_truth']} ok row(s) have no ground truth: they are "
                   "counted but get no full-reference metrics (not zeros)."]
@@ -130,6 +161,7 @@ def write_report(report: Report, folder: Path) -> str:
     markdown = to_markdown(report)
     (folder / "report.md").write_text(markdown)
     payload = {"out": str(report.out), "run": report.run, "metric_definitions": METRICS,
-               "buckets": report.buckets, "overall": report.overall}
+               "buckets": report.buckets, "overall": report.overall, "fid": report.fid,
+               "fid_note": report.fid_note}
     (folder / "report.json").write_text(json.dumps(payload, indent=2, default=str))
     return markdown
