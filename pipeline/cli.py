@@ -255,7 +255,11 @@ def run(
 
 @app.command("report")
 def report(
-    out: Path = typer.Argument(..., help="A run's output folder."),
+    out: Path = typer.Argument(..., help="A run's output folder (the baseline when comparing)."),
+    compare: list[Path] = typer.Option([], "--compare", help="Other run folders to put side by side "
+                                       "(repeatable); regressions against OUT are flagged and exit 1."),
+    html: bool = typer.Option(False, "--html", help="Also write OUT/report/index.html: tables, plots per "
+                              "metric against mask ratio, sample grids per bucket, definitions, configs."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, help="Bootstrap seed (reports are reproducible)."),
     fid: Optional[bool] = typer.Option(None, "--fid/--no-fid", help="FID and KID per bucket (torch-fidelity). "
@@ -264,22 +268,45 @@ def report(
 ) -> None:
     """Per mask-ratio bucket: count, mean and 95% bootstrap interval of every metric.
 
-    Writes OUT/report/report.md and report.json and prints the table. Example:
+    Writes OUT/report/report.md and report.json (and index.html with --html; compare.md with
+    --compare) and prints the table. Examples:
 
-      pipeline report out/
+      pipeline report out/telea --html
+
+      pipeline report out/nightly-baseline --compare out/tonight --html   # exit 1 on a regression
     """
     from pipeline.report import ReportError, add_fid, build_report, write_report
-
     from workers.weights_files import MissingWeightsError
 
+    reports = []
     try:
-        built = build_report(out, n_bootstrap=bootstrap, seed=seed)
-        add_fid(built, fid, device)
+        for folder in [out, *compare]:
+            built = build_report(folder, n_bootstrap=bootstrap, seed=seed)
+            add_fid(built, fid, device)
+            reports.append(built)
     except (ReportError, MissingWeightsError, ValueError) as exc:
         _fail(str(exc))
-    markdown = write_report(built, out / "report")
-    typer.echo(markdown)
-    typer.echo(f"wrote {out / 'report' / 'report.md'} and report.json")
+    folder = out / "report"
+    typer.echo(write_report(reports[0], folder))
+    written = ["report.md", "report.json"]
+    if html:
+        from pipeline.report_html import write_html
+
+        write_html(reports, folder)
+        written.append("index.html")
+    regressions = []
+    if compare:
+        from pipeline.report_compare import compare as find_regressions
+        from pipeline.report_compare import exit_code, to_markdown_compare
+
+        regressions = find_regressions(reports)
+        text = to_markdown_compare(reports, regressions)
+        (folder / "compare.md").write_text(text)
+        typer.echo(text)
+        written.append("compare.md")
+    typer.echo(f"wrote {', '.join(written)} in {folder}")
+    if regressions:
+        raise typer.Exit(exit_code(regressions))
 
 
 @app.command("train-encoder")
