@@ -9,4 +9,4 @@ OUT=${1:-demo-out}
   --pair random --seed 0 --out "$OUT/manifest.parquet"
 .venv/bin/pipeline manifest check "$OUT/manifest.parquet"
 .venv/bin/pipeline run --manifest "$OUT/manifest.parquet" --method telea --out "$OUT/telea"
-.venv/bin/pipeline report "$OUT/telea"
+.venv/bin/pipeline report "$OUT/telea" --html
