@@ -24,50 +24,19 @@ from typing import Callable  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-import scipy.sparse.linalg as spla  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stages.fusion.poisson import poisson_fuse, poisson_fuse_float  # noqa: E402
+from stages.fusion.poisson_reference import exact_poisson, system  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench-dev"
 cv2.setNumThreads(1)
 
 
-def system(image: np.ndarray, generated: np.ndarray, hole: np.ndarray):
-    """Assemble Delta f = Delta g over the hole (Neumann at the image edge)."""
-    h, w = hole.shape
-    n = int(hole.sum())
-    ids = np.full((h, w), -1)
-    ids[hole] = np.arange(n)
-    ys, xs = np.nonzero(hole)
-    g, im = generated.astype(np.float64), image.astype(np.float64)
-    rows, cols, vals = [np.arange(n)], [np.arange(n)], []
-    deg, rhs = np.zeros(n), np.zeros((n, 3))
-    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        yy, xx = ys + dy, xs + dx
-        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        i, yq, xq = np.flatnonzero(ok), yy[ok], xx[ok]
-        deg[i] += 1
-        rhs[i] += g[ys[i], xs[i]] - g[yq, xq]
-        inside = hole[yq, xq]
-        rows.append(i[inside])
-        cols.append(ids[yq[inside], xq[inside]])
-        vals.append(-np.ones(int(inside.sum())))
-        rhs[i[~inside]] += im[yq[~inside], xq[~inside]]
-    vals.insert(0, deg)
-    a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n))
-    return a, rhs
-
-
 def run_spsolve(image, generated, hole) -> np.ndarray:
     """Exact reference (float, unrounded); timed including assembly."""
-    a, rhs = system(image, generated, hole)
-    out = image.astype(np.float64)
-    out[hole] = np.reshape(spla.spsolve(a.tocsc(), rhs), (-1, 3))
-    return out
+    return exact_poisson(image, generated, hole)
 
 
 def run_pyamg(image, generated, hole) -> np.ndarray:

@@ -7,49 +7,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from stages.fusion.poisson import MAX_ERROR, poisson_fuse, poisson_fuse_float
+from stages.fusion.poisson_reference import exact_poisson
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "bench-dev"
-NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
 def exact_solution(image: np.ndarray, generated: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """Reference: assemble Delta f = Delta g directly (no correction trick), spsolve."""
-    h, w = hole.shape
-    out = image.astype(np.float64)
-    n = int(hole.sum())
-    if n == 0:
-        return out
-    if n == h * w:
-        return generated.astype(np.float64)
-    ids = np.full((h, w), -1)
-    ids[hole] = np.arange(n)
-    ys, xs = np.nonzero(hole)
-    g, im = generated.astype(np.float64), image.astype(np.float64)
-    rows, cols, vals = [np.arange(n)], [np.arange(n)], []
-    deg, rhs = np.zeros(n), np.zeros((n, 3))
-    for dy, dx in NEIGHBOURS:
-        yy, xx = ys + dy, xs + dx
-        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        i, yq, xq = np.flatnonzero(ok), yy[ok], xx[ok]
-        deg[i] += 1
-        rhs[i] += g[ys[i], xs[i]] - g[yq, xq]
-        inside = hole[yq, xq]
-        rows.append(i[inside])
-        cols.append(ids[yq[inside], xq[inside]])
-        vals.append(-np.ones(int(inside.sum())))
-        rhs[i[~inside]] += im[yq[~inside], xq[~inside]]
-    vals.insert(0, deg)
-    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n))
-    out[hole] = np.reshape(spla.spsolve(a, rhs), (n, 3))
-    return out
+    """Reference: Delta f = Delta g assembled directly (no correction trick), spsolve."""
+    return exact_poisson(image, generated, hole)
 
 
 def check_exact(image: np.ndarray, generated: np.ndarray, hole: np.ndarray) -> None:
