@@ -309,6 +309,46 @@ def report(
         raise typer.Exit(exit_code(regressions))
 
 
+@app.command("bench")
+def bench(
+    manifest: Path = typer.Option(..., help="Manifest every method runs on."),
+    methods: str = typer.Option(..., help="Comma-separated methods; the first is the baseline."),
+    out: Path = typer.Option(..., help="Folder: one run folder per method, the comparison in OUT/<first>/report."),
+    method_opt: list[str] = typer.Option([], "--method-opt", help="METHOD:KEY=VALUE for one method (repeatable)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: embedded Ray)."),
+    num_cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N manifest rows."),
+    fid: Optional[bool] = typer.Option(None, "--fid/--no-fid", help="FID/KID per bucket (default: when installed)."),
+) -> None:
+    """Run several methods on one manifest, then write the side-by-side HTML/Markdown comparison.
+
+    Each method's run resumes like `pipeline run`; the report flags regressions against the first
+    method and exits 1 when there are any. Example (a nightly job):
+
+      pipeline bench --manifest m.parquet --methods telea,ns --out nightly/
+    """
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        _fail("--methods lists no method")
+    per_method: dict[str, list[str]] = {name: [] for name in names}
+    for item in method_opt:
+        name, sep, option = item.partition(":")
+        if not sep or name not in per_method:
+            _fail(f"--method-opt for bench is METHOD:KEY=VALUE with METHOD one of {', '.join(names)}, got '{item}'")
+        per_method[name].append(option)
+    for name in names:
+        typer.echo(f"== {name}", err=True)
+        try:
+            run(manifest=manifest, out=out / name, method=name, method_opt=per_method[name], fusion=None,
+                mask_threshold=0, address=address, num_cpus=num_cpus, actors=None, batch_size=None, limit=limit,
+                variants=1, edit_strength=None, dilate=None, output_format="png", overwrite=False)
+        except typer.Exit as exc:
+            if exc.exit_code:
+                raise
+    report(out=out / names[0], compare=[out / name for name in names[1:]], html=True, bootstrap=1000, seed=0,
+           fid=fid, device="auto")
+
+
 @app.command("train-encoder")
 def train_encoder_cmd(
     generator: Path = typer.Option(..., help="StyleGAN2 checkpoint (rosinality .pt or NVIDIA .pkl)."),

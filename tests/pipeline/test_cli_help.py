@@ -5,7 +5,7 @@ from pipeline.cli import app
 
 
 @pytest.mark.parametrize("args", [[], ["manifest"], ["manifest", "build"], ["manifest", "check"], ["run"],
-                                  ["masks", "generate"], ["train-encoder"], ["weights", "fetch"],
+                                  ["masks", "generate"], ["train-encoder"], ["weights", "fetch"], ["bench"],
                                   ["report"], ["methods"]])
 def test_every_command_explains_itself_with_an_example(args):
     result = CliRunner().invoke(app, [*args, "--help"])

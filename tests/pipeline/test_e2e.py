@@ -141,3 +141,21 @@ def test_killed_run_resumes_exactly_once(tmp_path, bench_dev):
     assert len(images) == n_rows and not [p for p in images if p.name.startswith(".")]
     for path in images:  # every image complete (decodes fully)
         Image.open(path).load()
+
+
+def test_bench_runs_methods_and_writes_the_comparison(tmp_path, bench_dev, ray_local):
+    faces = sorted((bench_dev / "faces/256").glob("*.png"))[:6]
+    masks = sorted((bench_dev / "masks").glob("*.png"))[::250][:6]
+    manifest = tmp_path / "m.parquet"
+    write_manifest(pa.table({"id": [f.stem for f in faces], "image": [str(f) for f in faces],
+                             "mask": [str(m) for m in masks], "gt": [str(f) for f in faces]}), manifest)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "--manifest", str(manifest), "--methods", "telea,ns", "--out",
+                                      str(out), "--method-opt", "ns:radius=5", "--no-fid"])
+    assert result.exit_code in (0, 1), result.output  # 1 only if ns regressed against telea
+    assert len(_results(out / "telea")) == 6 and len(_results(out / "ns")) == 6
+    assert json.loads((out / "ns" / "run.json").read_text())["config"]["method_options"] == {"radius": "5"}
+    assert {"index.html", "compare.md"} <= {p.name for p in (out / "telea" / "report").iterdir()}
+    bad = CliRunner().invoke(app, ["bench", "--manifest", str(manifest), "--methods", "telea", "--out", str(out),
+                                   "--method-opt", "x:radius=1"])
+    assert bad.exit_code == 2 and "METHOD:KEY=VALUE" in bad.output
