@@ -20,7 +20,7 @@ def test_one_mask_per_image_and_bucket_reproducibly(bench_dev):
                           buckets=("0.10-0.20", "0.30-0.40", "0.50-0.60"), seed=4)
     table = build_nvidia_manifest(config)
     assert len(table) == 95 * 3 and table.equals(build_nvidia_manifest(config))
-    ratios = {str(p): r for p, r in mask_ratios(bench_dev / "masks").items()}
+    ratios = {str(p.resolve()): r for p, r in mask_ratios(bench_dev / "masks").items()}
     for row in table.to_pylist():
         assert row["id"].endswith("@" + row["mask_bucket"]) and bucket_of(ratios[row["mask"]]) == row["mask_bucket"]
         assert row["gt"] == row["image"]
