@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 # The folders have one definition, shared with the methods that read the files.
-from workers.weights_files import search_dirs, torch_checkpoints_dir, weights_dir, weights_home  # noqa: F401,E402
+from workers.weights_files import TORCHVISION_BASE_URL, search_dirs, weights_dir  # noqa: E402
 
 MIRROR_ENV = "FACEFILL_WEIGHTS_BASE_URL"
 CHUNK = 1 << 20
@@ -99,7 +99,7 @@ class WeightSpec:
 def _tv(name: str, used_by: str, approx_mb: float, note: str = "") -> WeightSpec:
     """A torchvision ImageNet checkpoint: the hex in its name is its sha256 prefix."""
     prefix = re.search(r"-([0-9a-f]{8,})\.pth$", name).group(1)
-    return WeightSpec(name=name, url=f"https://download.pytorch.org/models/{name}", sha256=None,
+    return WeightSpec(name=name, url=TORCHVISION_BASE_URL + name, sha256=None,
                       size=None, used_by=used_by, sha256_prefix=prefix, approx_mb=approx_mb,
                       note=note or "torchvision ImageNet weights; full sha256 not recorded here, "
                       "the prefix in the file name is verified (as torchvision does)")

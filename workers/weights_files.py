@@ -13,12 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # torchvision's download addresses, quoted in the error so users can fetch files by hand.
-TORCHVISION_URLS: dict[str, str] = {
-    "vgg16-397923af.pth": "https://download.pytorch.org/models/vgg16-397923af.pth",
-    "alexnet-owt-7be5be79.pth": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    "resnet50-11ad3fa6.pth": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-    "resnet50-0676ba61.pth": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-}
+TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
+TORCHVISION_FILES = ("vgg16-397923af.pth", "alexnet-owt-7be5be79.pth", "resnet50-11ad3fa6.pth",
+                     "resnet50-0676ba61.pth")
+TORCHVISION_URLS: dict[str, str] = {name: TORCHVISION_BASE_URL + name for name in TORCHVISION_FILES}
 
 
 class MissingWeightsError(FileNotFoundError):
