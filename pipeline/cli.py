@@ -338,13 +338,9 @@ def bench(
         per_method[name].append(option)
     for name in names:
         typer.echo(f"== {name}", err=True)
-        try:
-            run(manifest=manifest, out=out / name, method=name, method_opt=per_method[name], fusion=None,
-                mask_threshold=0, address=address, num_cpus=num_cpus, actors=None, batch_size=None, limit=limit,
-                variants=1, edit_strength=None, dilate=None, output_format="png", overwrite=False)
-        except typer.Exit as exc:
-            if exc.exit_code:
-                raise
+        run(manifest=manifest, out=out / name, method=name, method_opt=per_method[name], fusion=None,
+            mask_threshold=0, address=address, num_cpus=num_cpus, actors=None, batch_size=None, limit=limit,
+            variants=1, edit_strength=None, dilate=None, output_format="png", overwrite=False)
     report(out=out / names[0], compare=[out / name for name in names[1:]], html=True, bootstrap=1000, seed=0,
            fid=fid, device="auto")
 
