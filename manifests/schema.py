@@ -42,7 +42,7 @@ ROW = "row"
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 
-METRIC_COLUMNS: tuple[str, ...] = ("psnr", "ssim", "l1", "psnr_hole")
+METRIC_COLUMNS: tuple[str, ...] = ("psnr", "ssim", "l1", "psnr_hole", "ms_ssim", "lpips")
 TIMING_COLUMNS: tuple[str, ...] = ("t_load", "t_inpaint", "t_fuse", "t_score", "t_write")
 
 RESULT_SCHEMA = pa.schema(

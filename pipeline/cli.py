@@ -191,6 +191,8 @@ def run(
     output_format: str = typer.Option("png", "--format", help="Result image format: png | jpg | webp | "
                                       "same (the input file's; PNG for other inputs). JPEG/WebP quality "
                                       "95; only png keeps known pixels bit-identical."),
+    lpips: str = typer.Option("auto", help="Per-image LPIPS trunk: alex (as MAT) | vgg (as LaMa) | off | "
+                              "auto (alex when alexnet-owt-7be5be79.pth is installed, else off)."),
     overwrite: bool = typer.Option(False, help="Delete OUT's earlier results instead of resuming."),
 ) -> None:
     """Inpaint every manifest row through the Ray Data graph and score it.
@@ -238,7 +240,8 @@ def run(
         _fail(f"--dilate must be >= 0 pixels, not {dilate}")
     config = RunConfig(manifest=manifest, out=out, method=method, method_options=options, fusion=fusion,
                        mask_threshold=mask_threshold, address=address, num_cpus=num_cpus, actors=actors,
-                       batch_size=batch_size, limit=limit, dilate=dilate, output_format=output_format)
+                       batch_size=batch_size, limit=limit, dilate=dilate, output_format=output_format,
+                       lpips=lpips)
     try:
         summary = execute(config, progress=lambda line: typer.echo(line, err=True), overwrite=overwrite)
     except (RunError, ManifestError, ValueError) as exc:

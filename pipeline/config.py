@@ -27,6 +27,7 @@ class RunConfig:
     flush_rows: int = 64  # results rows buffered before a Parquet part is written
     dilate: int | None = None  # grow every hole by N px; replaces the manifest's `mask_dilate` (None: keep it)
     output_format: str = "png"  # png | jpg | webp | same (the input's format); only png is lossless
+    lpips: str = "auto"  # LPIPS trunk: alex | vgg | off | auto (alex when its weights are installed)
 
     def compute_key(self) -> dict[str, Any]:
         """The settings that change pixels or metrics; resuming requires them unchanged."""
@@ -37,6 +38,8 @@ class RunConfig:
             key["dilate"] = self.dilate
         if self.output_format != "png":
             key["output_format"] = self.output_format
+        if self.lpips not in ("off", "auto"):  # a resolved run with LPIPS scores rows differently
+            key["lpips"] = self.lpips
         return key
 
     def config_hash(self) -> str:

@@ -12,15 +12,45 @@ import ray
 
 from pipeline.outputs import write_batch
 from pipeline.resources import ResourcePlan
+from stages.batch import Batch, batch_len, to_column
 from stages.fusion import fuse_batch
 from stages.load import LoadConfig, load_batch
-from stages.metrics import score_batch
+from stages.metrics import ScoreConfig, score_batch
 from workers.runner import MethodRunner
 
 MANIFEST_FIELDS = ("id", "row", "image", "mask", "gt")
 OPTIONAL_MANIFEST_FIELDS = ("mask_dilate",)  # sent to the load stage when the manifest has them
 # Where weights live, as the driver sees it; actors (possibly on other nodes) get the same setting.
 WEIGHT_ENV_VARS = ("FACEFILL_HOME", "TORCH_HOME")
+
+
+# Fault tolerance (see docs/design.md, Graph). A method actor that dies (its process or its node) is
+# restarted without limit, so the pool keeps its size through any number of node losses; the batch
+# it was running is retried on the restarted actor, but at most ACTOR_TASK_RETRIES times, so a batch
+# that kills its actor every time (a poison row that segfaults or runs out of memory) stops the run
+# instead of looping forever. CPU tasks retry the same way after a worker or node death. Only
+# system failures are retried: stages turn every per-row exception into an error row, so an
+# exception escaping a stage is a bug that a retry would only repeat. Retries are safe because
+# every stage is idempotent: images are written atomically under names fixed by id, and results are
+# keyed by id on the driver.
+ACTOR_RESTARTS = -1
+ACTOR_TASK_RETRIES = 4
+TASK_RETRIES = 4
+NODE_COLUMN = "node"  # the Ray node id whose method actor repaired the row
+
+
+class NodeRecordingRunner(MethodRunner):
+    """The method runner as a Ray actor; records which node ran each row, for cluster users
+    (which machine produced a bad result, which node is slow)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: Batch) -> Batch:
+        out = super().__call__(batch)
+        out[NODE_COLUMN] = to_column([self.node] * batch_len(out))
+        return out
 
 
 def _actor_runtime_env() -> dict | None:
@@ -38,22 +68,23 @@ def input_dataset(table: pa.Table, rows_per_block: int) -> ray.data.Dataset:
 
 def build_graph(table: pa.Table, plan: ResourcePlan, method: str, method_config: Any,
                 fusion: str, load_config: LoadConfig, out_dir: str,
-                output_format: str = "png") -> ray.data.Dataset:
+                output_format: str = "png", score_config: ScoreConfig = ScoreConfig()) -> ray.data.Dataset:
     """The lazy dataset whose batches are finished result rows (no pixels).
 
-    Ray Data restarts a dead method actor and retries its tasks by default (max_restarts=-1), and
-    every stage is safe to retry: writes are atomic and results are keyed by id.
+    Dead actors are restarted and their batches retried (ACTOR_RESTARTS, ACTOR_TASK_RETRIES); every
+    stage is safe to retry: writes are atomic and results are keyed by id.
     """
     ds = input_dataset(table, plan.rows_per_block)
     ds = ds.map_batches(load_batch, fn_kwargs={"config": load_config}, batch_size=plan.batch_size,
-                        batch_format="numpy", num_cpus=plan.task_cpus)
-    ds = ds.map_batches(MethodRunner, fn_constructor_kwargs={"method_name": method, "config": method_config},
+                        batch_format="numpy", num_cpus=plan.task_cpus, max_retries=TASK_RETRIES)
+    ds = ds.map_batches(NodeRecordingRunner, fn_constructor_kwargs={"method_name": method, "config": method_config},
                         batch_size=plan.batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=plan.actors),
                         num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus or None,
+                        max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES,
                         runtime_env=_actor_runtime_env())
-    for fn, kwargs in ((fuse_batch, {"fusion": fusion}), (score_batch, {}),
+    for fn, kwargs in ((fuse_batch, {"fusion": fusion}), (score_batch, {"config": score_config}),
                        (write_batch, {"out_dir": out_dir, "output_format": output_format})):
         ds = ds.map_batches(fn, fn_kwargs=kwargs, batch_size=plan.batch_size, batch_format="numpy",
-                            num_cpus=plan.task_cpus)
+                            num_cpus=plan.task_cpus, max_retries=TASK_RETRIES)
     return ds

@@ -12,6 +12,7 @@ from manifests import schema
 from manifests.buckets import bucket_order
 from pipeline.results_store import ResultsStore
 from stages.metrics import PSNR_CAP_DB, SSIM_SIGMA, SSIM_WINDOW
+from stages.metrics import MS_SSIM_MIN_SIDE, MS_SSIM_SIGMA, MS_SSIM_WINDOW
 
 METRICS: dict[str, str] = {
     "psnr": f"PSNR (dB), all pixels and RGB channels, uint8 [0,255], capped at {PSNR_CAP_DB:g} dB",
@@ -19,6 +20,12 @@ METRICS: dict[str, str] = {
             "data range 255, border half-window excluded (= scikit-image gaussian_weights=True)",
     "l1": "L1, mean absolute error over all pixels and channels, in [0,1] units (lower is better)",
     "psnr_hole": "PSNR (dB) over hole pixels only",
+    "ms_ssim": f"MS-SSIM (pytorch_msssim): 5 scales, Wang et al. 2003 weights, Gaussian window {MS_SSIM_WINDOW} "
+               f"sigma {MS_SSIM_SIGMA}, data range 255, per RGB channel then averaged; none for images under "
+               f"{MS_SSIM_MIN_SIDE} px",
+    "lpips": "LPIPS v0.1 (lpips package heads), inputs RGB scaled to [-1,1] at the image's own resolution; "
+             "AlexNet trunk unless the run chose `--lpips vgg` (run.json `lpips`); lower is better; "
+             "none when the trunk's weights were not installed",
 }
 
 
@@ -97,10 +104,10 @@ def build_report(out: Path, n_bootstrap: int = 1000, seed: int = 0) -> Report:
     table = ResultsStore(out / "results").read()
     if table is None or len(table) == 0:
         raise ReportError(f"{out}/results holds no rows")
-    rows = {name: table[name].to_numpy(zero_copy_only=False) for name in
-            (schema.STATUS, schema.BUCKET, *METRICS)}
-    for metric in METRICS:
-        rows[metric] = np.asarray([np.nan if v is None else v for v in rows[metric]], dtype=np.float64)
+    rows = {name: table[name].to_numpy(zero_copy_only=False) for name in (schema.STATUS, schema.BUCKET)}
+    for metric in METRICS:  # a metric column older runs lack reads as all missing
+        values = table[metric].to_pylist() if metric in table.column_names else [None] * len(table)
+        rows[metric] = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     buckets = np.asarray(["(failed to load)" if b is None else b for b in rows[schema.BUCKET]], dtype=object)
     run_json = out / "run.json"
     report = Report(out=out, run=json.loads(run_json.read_text()) if run_json.exists() else {})
@@ -118,7 +125,7 @@ def _cell(summary: dict[str, Any], digits: int) -> str:
     return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
 
 
-DIGITS = {"psnr": 2, "ssim": 4, "l1": 4, "psnr_hole": 2}
+DIGITS = {"psnr": 2, "ssim": 4, "l1": 4, "psnr_hole": 2, "ms_ssim": 4, "lpips": 4}
 
 
 def to_markdown(report: Report) -> str:

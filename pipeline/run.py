@@ -23,7 +23,9 @@ from pipeline.config import RunConfig
 from pipeline.outputs import IMAGES_SUBDIR
 from pipeline.resources import ResourcePlan, plan_resources
 from pipeline.results_store import ResultsStore, write_parquet_atomic
+from pipeline.scoring import resolve_scoring
 from stages.load import LoadConfig
+from stages.metrics import ScoreConfig
 from workers.registry import build_config, get_method
 
 
@@ -154,7 +156,11 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
     missing = method_cls.missing_weights(method_config)
     if missing:
         raise RunError(f"method '{config.method}' cannot start, weights are missing:\n  " + "\n  ".join(missing))
-    config = dataclasses.replace(config, manifest=config.manifest.resolve(), out=config.out.resolve())
+    scoring = resolve_scoring(config.lpips)
+    if scoring.note:
+        progress(scoring.note)
+    config = dataclasses.replace(config, manifest=config.manifest.resolve(), out=config.out.resolve(),
+                                 lpips=scoring.lpips)
     manifest = validate_manifest(read_manifest(config.manifest), base=config.manifest.parent)
     if config.limit is not None:
         manifest = ValidatedManifest(manifest.table.slice(0, config.limit),
@@ -186,7 +192,8 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         plan = None
         if len(todo):
-            plan = _stream(config, method_cls, method_config, manifest, todo, store, summary, progress)
+            plan = _stream(config, method_cls, method_config, scoring.config, manifest, todo, store, summary,
+                           progress)
         summary.seconds = time.perf_counter() - started
         final = store.consolidate()
         _write_run_json(config, out, summary, plan, started_at, final)
@@ -203,7 +210,8 @@ def _with_dilation(table: pa.Table, pixels: int) -> pa.Table:
     return table.append_column(schema.MASK_DILATE, column)
 
 
-def _stream(config: RunConfig, method_cls, method_config, manifest: ValidatedManifest, todo: pa.Table,
+def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreConfig,
+            manifest: ValidatedManifest, todo: pa.Table,
             store: ResultsStore, summary: RunSummary,
             progress: Callable[[str], None]) -> ResourcePlan:
     import ray
@@ -220,7 +228,7 @@ def _stream(config: RunConfig, method_cls, method_config, manifest: ValidatedMan
                  f"batch {plan.batch_size}, fusion {config.fusion}")
         ds = build_graph(todo, plan, config.method, method_config, config.fusion,
                          LoadConfig(mask_threshold=config.mask_threshold), str(config.out),
-                         config.output_format)
+                         config.output_format, score_config)
         id_to_index = {row_id: i for i, row_id in enumerate(manifest.table[schema.ID].to_pylist())}
         pending: list[pa.Table] = []
         t0 = time.perf_counter()

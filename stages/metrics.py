@@ -1,13 +1,15 @@
-"""Per-image full-reference metrics on uint8 RGB in [0, 255].
+"""Per-image full-reference metrics on uint8 RGB in [0, 255], and the score stage.
 
 Conventions follow LaMa/MAT evaluation code so figures compare with published tables: SSIM with an
 11x11 Gaussian window (sigma 1.5) per RGB channel, averaged; PSNR over all pixels and channels;
-L1 as mean absolute error scaled to [0, 1]; hole PSNR over the hole pixels only.
+L1 as mean absolute error scaled to [0, 1]; hole PSNR over the hole pixels only. MS-SSIM and LPIPS
+come from well-kept libraries (`stages/perceptual.py`).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -17,6 +19,13 @@ from stages.batch import Batch, batch_len, has_pixels, is_ok, to_column
 PSNR_CAP_DB = 100.0  # identical images would give +inf; a cap keeps means and intervals finite
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
+LPIPS_NETS = ("alex", "vgg")  # alex: MAT's and seed 002's convention; vgg: LaMa's
+# The torchvision ImageNet file each LPIPS trunk is loaded from.
+LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+# pytorch_msssim's 5 scales need the smaller side > (window - 1) * 2**4.
+MS_SSIM_WINDOW = 11
+MS_SSIM_SIGMA = 1.5
+MS_SSIM_MIN_SIDE = (MS_SSIM_WINDOW - 1) * 2**4 + 1
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 
@@ -84,26 +93,50 @@ def ssim_hole(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> float:
 
 
 def score_row(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict[str, float]:
-    """All per-image metrics of one result against its ground truth."""
+    """The pixel metrics of one result against its ground truth (LPIPS is batched separately)."""
     return {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "l1": l1(output, gt),
             "psnr_hole": psnr_hole(output, gt, hole)}
 
 
-METRIC_NAMES = ("psnr", "ssim", "l1", "psnr_hole")
+PIXEL_METRICS = ("psnr", "ssim", "l1", "psnr_hole")
+METRIC_NAMES = (*PIXEL_METRICS, "ms_ssim", "lpips")
 
 
-def score_batch(batch: Batch) -> Batch:
-    """Adds metric columns (NaN where there is no ground truth or the row failed) and `t_score`."""
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Which optional per-image metrics the score stage computes."""
+
+    ms_ssim: bool = True  # MS-SSIM (pytorch_msssim); NaN for images under 161 px
+    lpips_net: str | None = None  # "alex" | "vgg"; None: no LPIPS column values
+    lpips_backbone: str | None = None  # path of the torchvision trunk file (resolved on the driver)
+
+
+def score_batch(batch: Batch, config: ScoreConfig = ScoreConfig()) -> Batch:
+    """Adds metric columns (NaN where there is no ground truth, the row failed or the metric is
+    off) and `t_score` (the row's share of the batched LPIPS time included)."""
+    from stages.perceptual import cached_lpips, lpips_distances, ms_ssim  # torch: imported when scoring
+
     n = batch_len(batch)
-    columns: dict[str, list[float]] = {name: [] for name in (*METRIC_NAMES, "t_score")}
+    columns: dict[str, list[float]] = {name: [float("nan")] * n for name in (*METRIC_NAMES, "t_score")}
+    scored = [i for i in range(n) if is_ok(batch, i) and has_pixels(batch["gt"][i])]
+    scored_set = set(scored)
     for i in range(n):
         start = time.perf_counter()
-        scores = dict.fromkeys(METRIC_NAMES, float("nan"))
-        if is_ok(batch, i) and has_pixels(batch["gt"][i]):
-            scores = score_row(batch["result"][i], batch["gt"][i], np.asarray(batch["hole"][i]).astype(bool))
-        for name in METRIC_NAMES:
-            columns[name].append(scores[name])
-        columns["t_score"].append(time.perf_counter() - start)
+        if i in scored_set:
+            output, gt = batch["result"][i], batch["gt"][i]
+            for name, value in score_row(output, gt, np.asarray(batch["hole"][i]).astype(bool)).items():
+                columns[name][i] = value
+            if config.ms_ssim:
+                columns["ms_ssim"][i] = ms_ssim(output, gt)
+        columns["t_score"][i] = time.perf_counter() - start
+    if config.lpips_net and scored:
+        start = time.perf_counter()
+        model = cached_lpips(config.lpips_net, str(config.lpips_backbone))
+        values = lpips_distances(model, [batch["result"][i] for i in scored], [batch["gt"][i] for i in scored])
+        share = (time.perf_counter() - start) / len(scored)
+        for i, value in zip(scored, values):
+            columns["lpips"][i] = value
+            columns["t_score"][i] += share
     result = dict(batch)
     result.update({name: to_column(values) for name, values in columns.items()})
     return result

@@ -19,14 +19,14 @@ from typer.testing import CliRunner
 from manifests.io import write_manifest
 from pipeline.cli import app
 from stages.masks import fit_to_image
-from tests.helpers import REPO, save_png
+from tests.helpers import REPO, save_png, save_random_torchvision
 
 pytestmark = pytest.mark.slow
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 
 
-def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _cli(*args: str, env_extra: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     return subprocess.run([*PIPELINE, *args], capture_output=True, text=True, cwd=REPO, env=env, **kw)
 
 
@@ -41,8 +41,9 @@ def test_demo_flow_build_run_report(tmp_path, bench_dev):
     assert built.returncode == 0, built.stderr
     checked = _cli("manifest", "check", str(manifest))
     assert checked.returncode == 0 and "0.01-0.10" in checked.stdout and "95 with ground truth" in checked.stdout
+    save_random_torchvision(tmp_path / "home" / "weights", "alexnet")  # LPIPS plumbing, not ImageNet values
     ran = _cli("run", "--manifest", str(manifest), "--out", str(out), "--method", "telea", "--limit", "24",
-               "--num-cpus", "2")
+               "--num-cpus", "2", "--lpips", "alex", env_extra={"FACEFILL_HOME": str(tmp_path / "home")})
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "done: 24 ok, 0 error" in ran.stdout and "images/s" in ran.stdout and "progress:" in ran.stderr
     results = _results(out)
@@ -51,6 +52,7 @@ def test_demo_flow_build_run_report(tmp_path, bench_dev):
     rows = pq.read_table(manifest).slice(0, 24).to_pylist()
     for row, res in zip(rows, results.to_pylist()):
         assert res["id"] == row["id"] and 10 < res["psnr"] < 60 and 0 < res["ssim"] <= 1
+        assert 0 < res["ms_ssim"] < 1 and res["lpips"] > 0
         output = np.asarray(Image.open(out / res["output"]))
         face = np.asarray(Image.open(row["image"]).convert("RGB"))
         mask, _ = fit_to_image(np.asarray(Image.open(row["mask"])) > 0, 256, 256)
@@ -58,10 +60,11 @@ def test_demo_flow_build_run_report(tmp_path, bench_dev):
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["results"] == {"rows_total": 24, "ok": 24, "error": 0}
     assert run_json["versions"]["ray"] and run_json["config"]["method"] == "telea"
+    assert run_json["config"]["lpips"] == "alex"
     reported = _cli("report", str(out))
     assert reported.returncode == 0, reported.stderr
     md = (out / "report" / "report.md").read_text()
-    assert "| **all** | 24 | 24 | 0 | 24 |" in md and "psnr_hole" in md
+    assert "| **all** | 24 | 24 | 0 | 24 |" in md and "psnr_hole" in md and "lpips" in md and "ms_ssim" in md
     report = json.loads((out / "report" / "report.json").read_text())
     assert sum(b["count"] for b in report["buckets"].values()) == 24
     assert report["overall"]["psnr"]["low"] < report["overall"]["psnr"]["mean"] < report["overall"]["psnr"]["high"]

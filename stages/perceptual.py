@@ -1,0 +1,100 @@
+"""Learned and multi-scale per-image metrics: LPIPS (the ``lpips`` package) and MS-SSIM
+(``pytorch_msssim``), on uint8 RGB images.
+
+Owns building LPIPS from local files only: the ``lpips`` package ships its learned linear heads,
+but would fetch the ImageNet trunk (AlexNet or VGG16) from the internet through torchvision. Here the
+trunk is built random (``pnet_rand=True``, no download) and then loaded from the torchvision file
+found in the weights folder, so nothing is ever downloaded and a missing file is an error that
+names it. Models are cached per process, so a Ray worker that scores many batches builds one once.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages.metrics import LPIPS_BACKBONE_FILES, LPIPS_NETS, MS_SSIM_MIN_SIDE, MS_SSIM_SIGMA, MS_SSIM_WINDOW
+
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A torchvision state dict, memory-mapped where the file allows (VGG16's classifier is 500 MB
+    that LPIPS never uses)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) serialisation cannot be mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a torchvision state dict, got {type(state).__name__}")
+    return state
+
+
+def build_lpips(net: str, backbone_state: dict[str, torch.Tensor] | None) -> torch.nn.Module:
+    """``lpips.LPIPS(net)`` with the package's learned heads and the trunk loaded from
+    ``backbone_state`` (a torchvision ``alexnet``/``vgg16`` state dict; None keeps it random, for
+    tests only). Raises ValueError when the state dict is not the trunk's."""
+    import lpips
+
+    if net not in LPIPS_NETS:
+        raise ValueError(f"LPIPS net must be one of {', '.join(LPIPS_NETS)}, not {net!r}")
+    with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    if backbone_state is not None:
+        own = model.net.state_dict()  # "sliceK.<index in torchvision's features>.<param>"
+        by_feature_key = {key.split(".", 1)[1]: key for key in own}
+        missing = [k for k in by_feature_key if f"features.{k}" not in backbone_state]
+        if missing:
+            raise ValueError(f"the {net} LPIPS trunk needs features.{missing[0]} (and {len(missing) - 1} "
+                             f"more), absent from the state dict: is it torchvision's {LPIPS_BACKBONE_FILES[net]}?")
+        model.net.load_state_dict({by_feature_key[k]: backbone_state[f"features.{k}"] for k in by_feature_key})
+    return model.eval().requires_grad_(False)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_lpips(net: str, backbone_path: str) -> torch.nn.Module:
+    """The LPIPS model for (net, trunk file), built once per process."""
+    return build_lpips(net, _load_state_dict(Path(backbone_path)))
+
+
+def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """`[H,W,3] uint8` images of one shape → `[B,3,H,W]` float32 in [0, 255]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+
+
+@torch.no_grad()
+def lpips_distances(model: torch.nn.Module, outputs: list[np.ndarray], gts: list[np.ndarray],
+                    batch_size: int = 8) -> list[float]:
+    """LPIPS between pairs of `[H,W,3] uint8` images at their own resolution (inputs scaled to
+    [-1, 1] as the package expects); pairs of one shape are batched together."""
+    distances = [float("nan")] * len(outputs)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(outputs):
+        by_shape.setdefault(image.shape, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            a = _to_tensor([outputs[i] for i in chunk]) / 127.5 - 1
+            b = _to_tensor([gts[i] for i in chunk]) / 127.5 - 1
+            values = model(a, b).flatten().tolist()
+            for i, value in zip(chunk, values):
+                distances[i] = float(value)
+    return distances
+
+
+@torch.no_grad()
+def ms_ssim(output: np.ndarray, gt: np.ndarray) -> float:
+    """MS-SSIM (Wang et al. 2003: 5 scales, weights 0.0448…0.1333, Gaussian window 11 / sigma 1.5,
+    data range 255, per RGB channel then averaged) of two `[H,W,3] uint8` images; NaN when the
+    smaller side is under ``MS_SSIM_MIN_SIDE`` px, where the coarsest scale would be smaller than
+    the window."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(output.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return float("nan")
+    value = _ms_ssim(_to_tensor([output]).double(), _to_tensor([gt]).double(), data_range=255,
+                     size_average=True, win_size=MS_SSIM_WINDOW, win_sigma=MS_SSIM_SIGMA)
+    return float(value)

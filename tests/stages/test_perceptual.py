@@ -1,0 +1,139 @@
+"""LPIPS and MS-SSIM metrics: checked against independent computations, on real faces."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.ndimage import correlate1d
+
+from stages.batch import EMPTY_IMAGE, to_column
+from stages.metrics import MS_SSIM_MIN_SIDE, ScoreConfig, score_batch
+from stages.perceptual import build_lpips, cached_lpips, lpips_distances, ms_ssim
+from tests.helpers import save_random_torchvision
+
+
+@pytest.fixture(scope="module")
+def alexnet_file(tmp_path_factory):
+    return save_random_torchvision(tmp_path_factory.mktemp("weights"), "alexnet")
+
+
+@pytest.fixture(scope="module")
+def faces(faces256):
+    return [np.asarray(Image.open(p).convert("RGB")) for p in faces256[:4]]
+
+
+def _independent_lpips(state: dict, a: np.ndarray, b: np.ndarray) -> float:
+    """LPIPS(alex) written out from the paper's definition with torchvision's AlexNet: ReLU
+    outputs 1-5, unit-normalised over channels, squared difference, the package's learned 1x1
+    weights, spatial mean, summed over layers."""
+    import lpips
+    from pathlib import Path
+    from torchvision.models import alexnet
+
+    net = alexnet(weights=None)
+    net.load_state_dict(state)
+    heads = torch.load(Path(lpips.__file__).parent / "weights/v0.1/alex.pth", map_location="cpu", weights_only=True)
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def feats(x: np.ndarray) -> list[torch.Tensor]:
+        h = (torch.from_numpy(np.array(x)).permute(2, 0, 1)[None].double() / 127.5 - 1 - shift) / scale
+        out = []
+        for i, layer in enumerate(net.features.double()):
+            h = layer(h)
+            if i in (1, 4, 7, 9, 11):
+                out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    total = 0.0
+    with torch.no_grad():
+        for k, (fa, fb) in enumerate(zip(feats(a), feats(b))):
+            w = heads[f"lin{k}.model.1.weight"].double().view(1, -1, 1, 1)
+            total += float(((fa - fb) ** 2 * w).sum(1).mean())
+    return total
+
+
+def test_lpips_matches_the_definition_and_is_zero_for_identical_images(alexnet_file, faces):
+    state = torch.load(alexnet_file, weights_only=True)
+    model = build_lpips("alex", state)
+    noisy = np.clip(faces[0].astype(int) + np.random.default_rng(0).integers(-40, 40, faces[0].shape), 0, 255).astype(np.uint8)
+    ours = lpips_distances(model, [faces[0], noisy], [faces[0], faces[0]])
+    assert ours[0] == pytest.approx(0.0, abs=1e-7)
+    assert ours[1] == pytest.approx(_independent_lpips(state, noisy, faces[0]), rel=1e-4)
+    assert ours[1] > 0
+
+
+def test_lpips_batching_does_not_change_values_and_mixed_sizes_work(alexnet_file, faces):
+    model = cached_lpips("alex", str(alexnet_file))
+    small = faces[3][::2, ::2].copy()
+    outputs = [faces[1], faces[2], small, faces[0]]
+    gts = [faces[0], faces[0], faces[0][::2, ::2].copy(), faces[1]]
+    together = lpips_distances(model, outputs, gts, batch_size=3)
+    alone = [lpips_distances(model, [o], [g])[0] for o, g in zip(outputs, gts)]
+    assert together == pytest.approx(alone, rel=1e-5)
+    assert cached_lpips("alex", str(alexnet_file)) is model
+
+
+def test_lpips_refuses_a_state_dict_that_is_not_its_trunk(alexnet_file):
+    with pytest.raises(ValueError, match="features.0"):
+        build_lpips("alex", {"classifier.1.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="alex, vgg"):
+        build_lpips("squeeze", None)
+
+
+def _independent_ms_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """MS-SSIM (Wang et al. 2003) in numpy: valid-window Gaussian statistics, 2x2 average pooling."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(z):
+        return correlate1d(correlate1d(z, g, axis=0), g, axis=1)[5:-5, 5:-5]
+
+    per_channel = []
+    for c in range(3):
+        a, b = x[..., c].astype(np.float64), y[..., c].astype(np.float64)
+        value = 1.0
+        for level, w in enumerate(weights):
+            ma, mb = blur(a), blur(b)
+            va, vb, cov = blur(a * a) - ma**2, blur(b * b) - mb**2, blur(a * b) - ma * mb
+            cs = (2 * cov + c2) / (va + vb + c2)
+            if level < 4:
+                value *= max(cs.mean(), 0) ** w
+                a = a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).mean((1, 3))
+                b = b.reshape(b.shape[0] // 2, 2, b.shape[1] // 2, 2).mean((1, 3))
+            else:
+                lum = (2 * ma * mb + c1) / (ma**2 + mb**2 + c1)
+                value *= max((lum * cs).mean(), 0) ** w
+        per_channel.append(value)
+    return float(np.mean(per_channel))
+
+
+def test_ms_ssim_matches_the_definition_and_is_one_for_identical_images(faces):
+    damaged = faces[0].copy()
+    damaged[80:160, 60:200] = 0
+    assert ms_ssim(faces[0], faces[0]) == pytest.approx(1.0, abs=1e-12)
+    assert ms_ssim(faces[1], faces[0]) == pytest.approx(_independent_ms_ssim(faces[1], faces[0]), abs=1e-6)
+    assert ms_ssim(damaged, faces[0]) == pytest.approx(_independent_ms_ssim(damaged, faces[0]), abs=1e-6)
+    assert ms_ssim(damaged, faces[0]) < ms_ssim(faces[0], faces[0])
+    tiny = faces[0][: MS_SSIM_MIN_SIDE - 1, : MS_SSIM_MIN_SIDE - 1]
+    assert np.isnan(ms_ssim(tiny, tiny))
+
+
+def test_score_batch_adds_lpips_and_ms_ssim_only_to_scored_rows(alexnet_file, faces):
+    hole = np.zeros((256, 256), np.uint8)
+    hole[100:150, 100:150] = 1
+    batch = {"id": np.array(["a", "b", "c"]), "status": np.array(["ok", "ok", "error"], dtype=object),
+             "result": to_column([faces[1], faces[2], EMPTY_IMAGE]), "gt": to_column([faces[0], EMPTY_IMAGE, EMPTY_IMAGE]),
+             "hole": to_column([hole, hole, np.zeros((0, 0), np.uint8)])}
+    config = ScoreConfig(lpips_net="alex", lpips_backbone=str(alexnet_file))
+    out = score_batch(batch, config)
+    model = cached_lpips("alex", str(alexnet_file))
+    assert out["lpips"][0] == pytest.approx(lpips_distances(model, [faces[1]], [faces[0]])[0], rel=1e-6)
+    assert out["ms_ssim"][0] == pytest.approx(ms_ssim(faces[1], faces[0]))
+    assert np.isnan(out["lpips"][1:]).all() and np.isnan(out["ms_ssim"][1:]).all()  # no gt / failed row
+    plain = score_batch(batch)  # default: MS-SSIM on, LPIPS off
+    assert np.isnan(plain["lpips"]).all() and plain["ms_ssim"][0] == out["ms_ssim"][0]
+    assert plain["psnr"][0] == out["psnr"][0] and (out["t_score"][:1] > 0).all()
