@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from manifests.io import ManifestError
+from stages.imageio import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
     help="facefill: batch face inpainting on Ray Data.\n\n"
@@ -193,6 +194,8 @@ def run(
                                       "95; only png keeps known pixels bit-identical."),
     lpips: str = typer.Option("auto", help="Per-image LPIPS trunk: alex (as MAT) | vgg (as LaMa) | off | "
                               "auto (alex when alexnet-owt-7be5be79.pth is installed, else off)."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Inputs whose header declares more pixels "
+                                   "(width x height) become error rows before decoding: decompression bombs."),
     overwrite: bool = typer.Option(False, help="Delete OUT's earlier results instead of resuming."),
 ) -> None:
     """Inpaint every manifest row through the Ray Data graph and score it.
@@ -238,10 +241,12 @@ def run(
         _fail(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not '{output_format}'")
     if dilate is not None and dilate < 0:
         _fail(f"--dilate must be >= 0 pixels, not {dilate}")
+    if max_pixels <= 0:
+        _fail(f"--max-pixels must be > 0, not {max_pixels}")
     config = RunConfig(manifest=manifest, out=out, method=method, method_options=options, fusion=fusion,
                        mask_threshold=mask_threshold, address=address, num_cpus=num_cpus, actors=actors,
                        batch_size=batch_size, limit=limit, dilate=dilate, output_format=output_format,
-                       lpips=lpips)
+                       lpips=lpips, max_pixels=max_pixels)
     try:
         summary = execute(config, progress=lambda line: typer.echo(line, err=True), overwrite=overwrite)
     except (RunError, ManifestError, ValueError) as exc:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stages.imageio import DEFAULT_MAX_PIXELS
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -28,6 +30,9 @@ class RunConfig:
     dilate: int | None = None  # grow every hole by N px; replaces the manifest's `mask_dilate` (None: keep it)
     output_format: str = "png"  # png | jpg | webp | same (the input's format); only png is lossless
     lpips: str = "auto"  # LPIPS trunk: alex | vgg | off | auto (alex when its weights are installed)
+    # Inputs declaring more pixels are error rows (decompression bombs); not hashed: it changes
+    # which rows fail, never the pixels of a row that succeeds.
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def compute_key(self) -> dict[str, Any]:
         """The settings that change pixels or metrics; resuming requires them unchanged."""

@@ -227,8 +227,8 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                  f"{plan.actor_cpus:g} CPU{f' + {plan.actor_gpus:g} GPU' if plan.actor_gpus else ''}, "
                  f"batch {plan.batch_size}, fusion {config.fusion}")
         ds = build_graph(todo, plan, config.method, method_config, config.fusion,
-                         LoadConfig(mask_threshold=config.mask_threshold), str(config.out),
-                         config.output_format, score_config)
+                         LoadConfig(mask_threshold=config.mask_threshold, max_pixels=config.max_pixels),
+                         str(config.out), config.output_format, score_config)
         id_to_index = {row_id: i for i, row_id in enumerate(manifest.table[schema.ID].to_pylist())}
         pending: list[pa.Table] = []
         t0 = time.perf_counter()

@@ -7,51 +7,67 @@ message a user can act on.
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # guards against decompression bombs (declared size, before decoding)
+# The one limit is `max_pixels` (LoadConfig / `run --max-pixels`), checked on the declared size
+# before any pixel is decoded. PIL's own check would refuse above ~179 M pixels whatever the user
+# asked for, with a message that names neither the file nor the flag.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(ValueError):
     """An input file that cannot be used as an image or mask."""
 
 
-def read_bytes(uri: str) -> bytes:
-    """Bytes of a local path or any URI pyarrow's filesystems understand (s3://, gs://, ...)."""
+def read_bytes(uri: str, name: str | None = None) -> bytes:
+    """Bytes of a local path or any URI pyarrow's filesystems understand (s3://, gs://, ...).
+
+    `name` starts error messages (e.g. "mask /x/m.png"); the URI by default.
+    """
+    name = name or uri
     if "://" in uri and not uri.startswith("file://"):
         from pyarrow import fs
 
-        filesystem, path = fs.FileSystem.from_uri(uri)
-        with filesystem.open_input_stream(path) as stream:
-            return stream.read()
-    path = Path(uri.removeprefix("file://"))
-    if not path.exists():
-        raise ImageError(f"{uri}: no such file")
-    data = path.read_bytes()
+        try:
+            filesystem, path = fs.FileSystem.from_uri(uri)
+            with filesystem.open_input_stream(path) as stream:
+                data = stream.read()
+        except (OSError, ValueError) as exc:  # pyarrow's errors subclass these
+            raise ImageError(f"{name}: cannot read ({exc})") from exc
+    else:
+        path = Path(uri.removeprefix("file://"))
+        if not path.exists():
+            raise ImageError(f"{name}: no such file")
+        if not path.is_file():
+            raise ImageError(f"{name}: not a regular file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot read ({exc.strerror or exc})") from exc
     if not data:
-        raise ImageError(f"{uri}: file is empty (0 bytes)")
+        raise ImageError(f"{name}: file is empty (0 bytes)")
     return data
 
 
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{name}: declared size {width}x{height} exceeds the {max_pixels:,}-pixel limit"
-                )
-            image.load()
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"{name}: declared size {width}x{height} exceeds the {max_pixels:,}-pixel limit "
+                "(a decompression bomb, or raise --max-pixels)"
+            )
+        image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: not a decodable image ({exc})") from exc
+    except UnidentifiedImageError as exc:  # PIL's message names only a BytesIO object
+        raise ImageError(f"{name}: not a decodable image (no known image format; it starts with "
+                         f"{data[:12]!r})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from exc
     deep = _deep_color_png(data, name)

@@ -37,20 +37,28 @@ class LoadedRow:
     warning: str | None
 
 
+def _decode(decoder, role: str, uri: str, config: LoadConfig) -> np.ndarray:
+    """Read and decode one file; errors start with its role and URI ("mask /x/m.png: ...")."""
+    name = f"{role} {uri}"
+    return decoder(read_bytes(uri, name), name, config.max_pixels)
+
+
 def load_row(image_uri: str, mask_uri: str, gt_uri: str | None, config: LoadConfig,
              dilate: int = 0) -> LoadedRow:
     """Decode one row; raise ImageError naming the file and the problem.
 
     `dilate` > 0 grows the hole by that many pixels (disc) after it is fitted to the image's size.
     """
-    image = decode_image(read_bytes(image_uri), f"image {image_uri}", config.max_pixels)
-    values = decode_mask_values(read_bytes(mask_uri), f"mask {mask_uri}", config.max_pixels)
+    image = _decode(decode_image, "image", image_uri, config)
+    values = _decode(decode_mask_values, "mask", mask_uri, config)
     hole, warning = fit_to_image(hole_from_values(values, config.mask_threshold), *image.shape[:2])
     hole = dilate_hole(hole, dilate)
     require_hole(hole, f"mask {mask_uri}")
+    if hole.all():  # nothing left to inpaint from: a method would invent the whole image
+        raise ImageError(f"mask {mask_uri}: every pixel is hole (no known pixels to inpaint from; 0 = known)")
     gt = EMPTY_IMAGE
     if gt_uri:
-        gt = image if gt_uri == image_uri else decode_image(read_bytes(gt_uri), f"gt {gt_uri}", config.max_pixels)
+        gt = image if gt_uri == image_uri else _decode(decode_image, "gt", gt_uri, config)
         if gt.shape != image.shape:
             raise ImageError(
                 f"gt {gt_uri}: size {gt.shape[1]}x{gt.shape[0]} differs from image "
