@@ -55,6 +55,7 @@ def test_all_hole_and_no_hole_masks_are_errors(tmp_path):
 def test_load_batch_turns_each_hostile_file_into_its_own_error_row(tmp_path):
     good = save_png(tmp_path / "good.png", np.full((32, 32, 3), 90, np.uint8))
     mask = save_png(tmp_path / "mask.png", disk_mask(32))
+    (tmp_path / "folder.png").mkdir()
     cases = {
         "good": (str(good), None),
         "bomb": (write(tmp_path / "bomb.png", bomb_png()), "declared size 100000x100000 exceeds"),
@@ -62,6 +63,7 @@ def test_load_batch_turns_each_hostile_file_into_its_own_error_row(tmp_path):
         "text": (write(tmp_path / "notes.png", b"these are my notes\n" * 20), "not a decodable image"),
         "truncated": (write(tmp_path / "cut.png", good.read_bytes()[:60]), "corrupt or truncated image"),
         "missing": (str(tmp_path / "nope.png"), "no such file"),
+        "folder": (str(tmp_path / "folder.png"), "not a regular file"),
     }
     batch = {"id": to_column(list(cases)), "row": to_column(list(range(len(cases)))),
              "image": to_column([uri for uri, _ in cases.values()]),
