@@ -28,6 +28,7 @@ import torch
 
 from manifests import schema
 from manifests.io import read_manifest
+from pipeline.fid_intervals import BootstrapConfig, bootstrap_fid_kid
 from pipeline.results_store import ResultsStore
 from stages.imageio import decode_image, read_bytes
 from workers.weights_files import require_weight
@@ -59,6 +60,7 @@ class FidConfig:
     min_images_warning: int = 50
     feature_layer: str = "2048"
     rng_seed: int = 2020
+    bootstrap: BootstrapConfig = BootstrapConfig()  # 95% intervals of FID and KID (pipeline.fid_intervals)
 
     def use_cuda(self) -> bool:
         """Resolve ``device`` to torch-fidelity's ``cuda`` flag."""
@@ -172,8 +174,8 @@ def _pairs(out: Path) -> tuple[dict[str, list[tuple[str, str]]], int]:
 def bucket_fid_kid(out: Path, config: FidConfig = FidConfig()) -> dict[str, dict]:
     """FID/KID of ok outputs vs ground truths per bucket and for "all".
 
-    Each value: ``{"n", "fid", "kid_mean", "kid_std", "kid_subset_size", "warning"}`` (metrics None
-    when n < 2). The key ``"no_ground_truth"`` maps to ``{"n": count}`` of ok rows left out for
+    Each value: ``{"n", "fid", "kid_mean", "kid_std", "kid_subset_size", "warning"}`` and the 95%
+    intervals ``fid_low/fid_high/kid_low/kid_high`` (metrics None when n < 2). The key ``"no_ground_truth"`` maps to ``{"n": count}`` of ok rows left out for
     lack of a ground truth. Raises MissingWeightsError before reading any image when the Inception
     weight file is absent.
     """
@@ -200,6 +202,8 @@ def bucket_fid_kid(out: Path, config: FidConfig = FidConfig()) -> dict[str, dict
             outputs = torch.stack([features[o] for o, _ in items])
             truths = torch.stack([features[g] for _, g in items])
             entry.update(fid_kid_from_features(outputs, truths, config))
+            entry.update(bootstrap_fid_kid(outputs.numpy(), truths.numpy(), entry["fid"], entry["kid_mean"],
+                                           config.bootstrap))
             if n < config.min_images_warning:
                 entry["warning"] = (f"only {n} images (< {config.min_images_warning}): FID is biased upward "
                                     f"for small sets; compare only with runs of the same size")

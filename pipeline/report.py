@@ -95,6 +95,13 @@ def add_fid(report: Report, mode: bool | None, device: str = "auto") -> None:
                            f"(`pipeline weights fetch {INCEPTION_WEIGHTS}`, then `pipeline report --fid`).")
         return
     report.fid = bucket_fid_kid(report.out, FidConfig(device=device))
+    for name, entry in report.fid.items():  # as summaries too, so plots and --compare treat them like metrics
+        group = report.overall if name == "all" else report.buckets.get(name)
+        if group is None or entry.get("fid") is None:
+            continue
+        group["fid"] = {"n": entry["n"], "mean": entry["fid"], "low": entry.get("fid_low"), "high": entry.get("fid_high")}
+        group["kid"] = {"n": entry["n"], "mean": entry["kid_mean"], "low": entry.get("kid_low"),
+                        "high": entry.get("kid_high")}
 
 
 def build_report(out: Path, n_bootstrap: int = 1000, seed: int = 0) -> Report:
@@ -117,15 +124,23 @@ def build_report(out: Path, n_bootstrap: int = 1000, seed: int = 0) -> Report:
     return report
 
 
-def _cell(summary: dict[str, Any], digits: int) -> str:
-    if summary["mean"] is None:
+def _cell(summary: dict[str, Any] | None, digits: int) -> str:
+    """`mean [low, high]` of a summary; `–` when absent."""
+    if not summary:
         return "–"
-    if summary["low"] is None:
-        return f"{summary['mean']:.{digits}f}"
-    return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
+    return format_interval(summary.get("mean"), summary.get("low"), summary.get("high"), digits)
 
 
-DIGITS = {"psnr": 2, "ssim": 4, "l1": 4, "psnr_hole": 2, "ms_ssim": 4, "lpips": 4}
+DIGITS = {"psnr": 2, "ssim": 4, "l1": 4, "psnr_hole": 2, "ms_ssim": 4, "lpips": 4, "fid": 2, "kid": 4,
+          "lpips_diversity": 4}
+
+
+def format_interval(mean: float | None, low: float | None, high: float | None, digits: int, scale: float = 1) -> str:
+    if mean is None:
+        return "–"
+    if low is None or high is None:
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
 
 
 def to_markdown(report: Report) -> str:
@@ -143,14 +158,13 @@ def to_markdown(report: Report) -> str:
                      f"{group['scored']} | " + " | ".join(cells) + " |")
     if report.fid is not None:
         lines += ["", "## FID / KID (torch-fidelity, Inception-v3 pool3 2048-d, outputs vs ground truths of the "
-                  "same bucket)", "", "| bucket | images | FID | KID ×1000 (mean ± std) | note |",
+                  "same bucket)", "", "| bucket | images | FID [95% CI] | KID ×1000 [95% CI] | note |",
                   "|---|---:|---:|---:|---|"]
         for name, entry in report.fid.items():
             if name == "no_ground_truth":
                 continue
-            fid = "–" if entry["fid"] is None else f"{entry['fid']:.2f}"
-            kid = ("–" if entry["kid_mean"] is None
-                   else f"{entry['kid_mean'] * 1000:.2f} ± {entry['kid_std'] * 1000:.2f}")
+            fid = format_interval(entry["fid"], entry.get("fid_low"), entry.get("fid_high"), 2)
+            kid = format_interval(entry["kid_mean"], entry.get("kid_low"), entry.get("kid_high"), 2, 1000)
             lines.append(f"| {name} | {entry['n']} | {fid} | {kid} | {entry.get('warning') or ''} |")
     if report.fid_note:
         lines += ["", report.fid_note]

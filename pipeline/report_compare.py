@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from manifests.buckets import bucket_order
-from pipeline.report import DIGITS, METRICS, Report
+from pipeline.report import DIGITS, METRICS, Report, _cell
 
 # Metrics where a smaller value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"l1", "fid", "kid", "kid_mean", "lpips"})
@@ -113,14 +113,6 @@ def compare(reports: list[Report], baseline_index: int = 0) -> list[Regression]:
                                             base["mean"], base["low"], base["high"],
                                             run["mean"], run["low"], run["high"]))
     return found
-
-
-def _cell(summary: dict[str, Any] | None, digits: int) -> str:
-    if not summary or summary.get("mean") is None:
-        return "–"
-    if summary.get("low") is None:
-        return f"{summary['mean']:.{digits}f}"
-    return f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
 
 
 def _md(text: str) -> str:

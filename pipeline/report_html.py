@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from manifests import schema
-from pipeline.report import DIGITS, METRICS, Report
+from pipeline.report import DIGITS, METRICS, Report, format_interval
 from pipeline.report_compare import (LOWER_IS_BETTER, bucket_names, compare, groups, metric_names,
                                      run_labels)
 from pipeline.results_store import ResultsStore
@@ -81,13 +81,13 @@ def _table(report: Report, metrics: list[str]) -> str:
 def _fid_table(report: Report) -> str:
     if not report.fid:
         return f"<p class='muted'>{_e(report.fid_note)}</p>" if report.fid_note else ""
-    rows = ["<tr><th>bucket</th><th>images</th><th>FID</th><th>KID ×1000</th><th>note</th></tr>"]
+    rows = ["<tr><th>bucket</th><th>images</th><th>FID [95% CI]</th><th>KID ×1000 [95% CI]</th><th>note</th></tr>"]
     for name, entry in report.fid.items():
         if name == "no_ground_truth":
             continue
-        kid = ("–" if entry.get("kid_mean") is None
-               else f"{entry['kid_mean'] * 1000:.2f} ± {entry['kid_std'] * 1000:.2f}")
-        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(entry.get('n'))}</td><td>{_fmt(entry.get('fid'), 2)}</td>"
+        fid = format_interval(entry.get("fid"), entry.get("fid_low"), entry.get("fid_high"), 2)
+        kid = format_interval(entry.get("kid_mean"), entry.get("kid_low"), entry.get("kid_high"), 2, 1000)
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(entry.get('n'))}</td><td>{fid}</td>"
                     f"<td>{kid}</td><td>{_e(entry.get('warning') or '')}</td></tr>")
     return "<h3>FID / KID</h3><table>" + "".join(rows) + "</table>"
 

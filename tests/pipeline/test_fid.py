@@ -202,6 +202,10 @@ def test_report_cli_adds_fid_table_when_weights_present(home, tmp_path):
     assert "## FID / KID" in md and "| 20-30 | 1 | – | – |" in md
     saved = json.loads((out / "report" / "report.json").read_text())
     assert saved["fid"]["all"]["n"] == 7 and saved["fid"]["all"]["fid"] > 0
+    overall = saved["overall"]  # FID/KID also as summaries, which plots and --compare read
+    assert overall["fid"]["low"] < overall["fid"]["mean"] == saved["fid"]["all"]["fid"] < overall["fid"]["high"]
+    assert overall["kid"]["low"] < overall["kid"]["mean"] < overall["kid"]["high"]
+    assert saved["buckets"]["0-10"]["fid"]["n"] == 3 and "fid" not in saved["buckets"]["20-30"]
 
 
 def test_report_without_inception_says_how_to_enable(tmp_path, monkeypatch):

@@ -172,10 +172,11 @@ def test_renders_in_headless_chromium(page: tuple[Path, str], tmp_path: Path) ->
 
 def test_fid_table_is_rendered_and_escaped(runs: dict[str, Path], tmp_path: Path) -> None:
     report = build_report(runs["a"], n_bootstrap=50)
-    report.fid = {"all": {"n": 6, "fid": 12.345, "kid_mean": 0.01, "kid_std": 0.002, "warning": "<few>"},
+    report.fid = {"all": {"n": 6, "fid": 12.345, "fid_low": 11.0, "fid_high": 13.5, "kid_mean": 0.01,
+                          "kid_std": 0.002, "kid_low": 0.008, "kid_high": 0.012, "warning": "<few>"},
                   "no_ground_truth": {"n": 0}}
     text = render_html([report], tmp_path, samples_per_bucket=0)
-    assert "FID / KID" in text and "12.35" in text and "10.00 ± 2.00" in text
+    assert "FID / KID" in text and "12.35 [11.00, 13.50]" in text and "10.00 [8.00, 12.00]" in text
     assert "&lt;few&gt;" in text and "<few>" not in text and "<img" not in text
 
 
