@@ -273,6 +273,9 @@ def report(
     fid: Optional[bool] = typer.Option(None, "--fid/--no-fid", help="FID and KID per bucket (torch-fidelity). "
                                        "Default: when the Inception weights are installed; --fid requires them."),
     device: str = typer.Option("auto", help="Device for FID features: auto | cpu | cuda."),
+    diversity: Optional[bool] = typer.Option(None, "--diversity/--no-diversity", help="LPIPS between the "
+                                             "variants of each input (runs with --variants). Default: when "
+                                             "the run has variants and LPIPS weights are installed."),
 ) -> None:
     """Per mask-ratio bucket: count, mean and 95% bootstrap interval of every metric.
 
@@ -283,6 +286,7 @@ def report(
 
       pipeline report out/nightly-baseline --compare out/tonight --html   # exit 1 on a regression
     """
+    from pipeline.diversity import add_diversity
     from pipeline.report import ReportError, add_fid, build_report, write_report
     from workers.weights_files import MissingWeightsError
 
@@ -291,6 +295,7 @@ def report(
         for folder in [out, *compare]:
             built = build_report(folder, n_bootstrap=bootstrap, seed=seed)
             add_fid(built, fid, device)
+            add_diversity(built, diversity, n_bootstrap=bootstrap, seed=seed)
             reports.append(built)
     except (ReportError, MissingWeightsError, ValueError) as exc:
         _fail(str(exc))
@@ -327,6 +332,7 @@ def bench(
     num_cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray."),
     limit: Optional[int] = typer.Option(None, help="Only the first N manifest rows."),
     fid: Optional[bool] = typer.Option(None, "--fid/--no-fid", help="FID/KID per bucket (default: when installed)."),
+    lpips: str = typer.Option("auto", help="Per-image LPIPS trunk for every run: alex | vgg | off | auto."),
 ) -> None:
     """Run several methods on one manifest, then write the side-by-side HTML/Markdown comparison.
 
@@ -346,11 +352,21 @@ def bench(
         per_method[name].append(option)
     for name in names:
         typer.echo(f"== {name}", err=True)
-        run(manifest=manifest, out=out / name, method=name, method_opt=per_method[name], fusion=None,
-            mask_threshold=0, address=address, num_cpus=num_cpus, actors=None, batch_size=None, limit=limit,
-            variants=1, edit_strength=None, dilate=None, output_format="png", overwrite=False)
-    report(out=out / names[0], compare=[out / name for name in names[1:]], html=True, bootstrap=1000, seed=0,
-           fid=fid, device="auto")
+        _call_with_defaults(run, manifest=manifest, out=out / name, method=name, method_opt=per_method[name],
+                            address=address, num_cpus=num_cpus, limit=limit, lpips=lpips)
+    _call_with_defaults(report, out=out / names[0], compare=[out / name for name in names[1:]], html=True, fid=fid)
+
+
+def _call_with_defaults(command, **given):
+    """Call another command's function with `given`, every other option at its CLI default (so a
+    new option of `run` or `report` cannot silently reach it as a typer OptionInfo)."""
+    import inspect
+
+    kwargs = {}
+    for name, parameter in inspect.signature(command).parameters.items():
+        default = parameter.default
+        kwargs[name] = given[name] if name in given else getattr(default, "default", default)
+    return command(**kwargs)
 
 
 @app.command("train-encoder")

@@ -53,6 +53,7 @@ class Report:
     overall: dict[str, Any] = field(default_factory=dict)
     fid: dict[str, dict[str, Any]] | None = None  # per bucket and "all", from pipeline.fid; None: not computed
     fid_note: str | None = None  # why FID is absent, or how it was computed
+    notes: list[str] = field(default_factory=list)  # what later steps (e.g. diversity) add or say why not
 
 
 def bootstrap_interval(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> MetricSummary:
@@ -168,6 +169,13 @@ def to_markdown(report: Report) -> str:
             lines.append(f"| {name} | {entry['n']} | {fid} | {kid} | {entry.get('warning') or ''} |")
     if report.fid_note:
         lines += ["", report.fid_note]
+    extra = [key for key, value in report.overall.items() if isinstance(value, dict) and "mean" in value
+             and key not in METRICS and key not in ("fid", "kid")]
+    if extra:  # summaries added after the run (e.g. lpips_diversity), with their intervals
+        lines += ["", "## Other metrics", "", "| bucket | " + " | ".join(extra) + " |", "|---|" + "---|" * len(extra)]
+        for name, group in [*report.buckets.items(), ("all", report.overall)]:
+            lines.append(f"| {name} | " + " | ".join(_cell(group.get(k), DIGITS.get(k, 4)) for k in extra) + " |")
+    lines += [f"\n{note}" for note in report.notes]
     if report.overall["no_ground_truth"]:
         lines += ["", f"{report.overall['no_ground_truth']} ok row(s) have no ground truth: they are "
                   "counted but get no full-reference metrics (not zeros)."]
@@ -183,6 +191,6 @@ def write_report(report: Report, folder: Path) -> str:
     (folder / "report.md").write_text(markdown)
     payload = {"out": str(report.out), "run": report.run, "metric_definitions": METRICS,
                "buckets": report.buckets, "overall": report.overall, "fid": report.fid,
-               "fid_note": report.fid_note}
+               "fid_note": report.fid_note, "notes": report.notes}
     (folder / "report.json").write_text(json.dumps(payload, indent=2, default=str))
     return markdown

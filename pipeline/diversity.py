@@ -1,0 +1,100 @@
+"""Diversity of a run with `--variants K`: mean LPIPS between the variants of one input (seed 001,
+Table 2, "higher LPIPS is better"), per mask-ratio bucket with a bootstrap 95% interval.
+
+Per input id with at least two ok variants, the LPIPS of every unordered pair of its variants is
+averaged (K(K−1)/2 pairs); a bucket's value is the mean over its ids, and the interval resamples
+ids (pairs of one input are not independent, so resampling pairs would make it too narrow). Computed
+from the written result files after the run, like FID: it compares results with each other, not
+with a ground truth, so no ground truth is needed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from manifests import schema
+from pipeline.report import Report, bootstrap_interval
+from pipeline.results_store import ResultsStore
+from pipeline.scoring import ScoringError, resolve_scoring
+from stages.imageio import decode_image, read_bytes
+
+METRIC = "lpips_diversity"
+DEFINITION = ("LPIPS diversity (seed 001 Table 2): mean LPIPS over every pair of variants of one input, "
+              "averaged over inputs with at least 2 ok variants; interval resamples inputs; higher = more diverse")
+
+
+def variant_groups(out: Path) -> dict[str, list[tuple[str, str]]]:
+    """Per bucket and "all": (id, output uri) lists of ids with at least two ok variants."""
+    table = ResultsStore(out / "results").read()
+    if table is None:
+        return {}
+    by_id: dict[str, list[str]] = defaultdict(list)
+    bucket_of: dict[str, str] = {}
+    for row in table.select([schema.ID, schema.STATUS, schema.OUTPUT, schema.BUCKET]).to_pylist():
+        if row[schema.STATUS] == schema.STATUS_OK and row[schema.OUTPUT]:
+            output = row[schema.OUTPUT]
+            by_id[row[schema.ID]].append(output if ("://" in output or Path(output).is_absolute()) else str(out / output))
+            bucket_of[row[schema.ID]] = row[schema.BUCKET] or "unknown"
+    groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for row_id, outputs in by_id.items():
+        if len(outputs) >= 2:
+            for uri in outputs:
+                groups["all"].append((row_id, uri))
+                groups[bucket_of[row_id]].append((row_id, uri))
+    return dict(groups)
+
+
+def per_input_diversity(outputs_by_id: dict[str, list[str]], model: Any) -> dict[str, float]:
+    """Mean pairwise LPIPS of each id's variant images."""
+    from stages.perceptual import lpips_distances
+
+    values: dict[str, float] = {}
+    for row_id, uris in outputs_by_id.items():
+        images = [decode_image(read_bytes(uri), uri) for uri in uris]
+        pairs = list(combinations(range(len(images)), 2))
+        distances = lpips_distances(model, [images[i] for i, _ in pairs], [images[j] for _, j in pairs])
+        values[row_id] = float(np.mean(distances))
+    return values
+
+
+def add_diversity(report: Report, mode: bool | None, n_bootstrap: int = 1000, seed: int = 0) -> None:
+    """Adds `lpips_diversity` summaries to the report's buckets and overall. `mode` None: when the
+    run has variants and LPIPS weights are installed (else a note); True: required; False: skip."""
+    from stages.perceptual import cached_lpips
+
+    if mode is False:
+        return
+    groups = variant_groups(report.out)
+    if not groups:
+        if mode:
+            report.notes.append(f"{METRIC}: the run has no input with two or more ok variants (`--variants K`)")
+        return
+    chosen = report.run.get("config", {}).get("lpips", "auto")
+    try:
+        scoring = resolve_scoring(chosen if chosen in ("alex", "vgg") else "auto")
+    except ScoringError:
+        scoring = resolve_scoring("auto")
+    if scoring.config.lpips_net is None:
+        if mode:
+            raise ScoringError(f"{METRIC} needs LPIPS weights: {scoring.note}")
+        report.notes.append(f"{METRIC} not computed: {scoring.note}")
+        return
+    model = cached_lpips(scoring.config.lpips_net, str(scoring.config.lpips_backbone))
+    by_id: dict[str, list[str]] = defaultdict(list)
+    for row_id, uri in groups["all"]:
+        by_id[row_id].append(uri)
+    values = per_input_diversity(by_id, model)
+    for name, members in groups.items():
+        group = report.overall if name == "all" else report.buckets.get(name)
+        if group is None:
+            continue
+        ids = list(dict.fromkeys(row_id for row_id, _ in members))
+        summary = bootstrap_interval(np.asarray([values[i] for i in ids]), n_bootstrap, np.random.default_rng(seed))
+        group[METRIC] = summary.__dict__
+    report.notes.append(f"{METRIC}: LPIPS {scoring.config.lpips_net}, {len(values)} input(s), "
+                        f"{sum(len(u) * (len(u) - 1) // 2 for u in by_id.values())} pair(s). {DEFINITION}")
+
