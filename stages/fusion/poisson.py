@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.fusion import poisson_dense as dense
 from stages.fusion import poisson_mg as kernels
 from stages.fusion.poisson_pcg import Level, solve
 
@@ -47,14 +48,9 @@ def _fuse(image: np.ndarray, generated: np.ndarray, hole: np.ndarray,
         return out
     if hole.all():  # no known pixel: no Dirichlet data, f = g + const; pick g
         return generated.astype(out.dtype)
-    ys, xs = _bbox(hole)
-    crop_hole = np.ascontiguousarray(hole[ys, xs])
-    crop_img = np.ascontiguousarray(image[ys, xs])
-    crop_gen = np.ascontiguousarray(generated[ys, xs])
-    h_vec, idx, wp = _solve_correction(crop_hole, crop_img, crop_gen)
-    crop_out = np.ascontiguousarray(out[ys, xs])
-    kernels.scatter_result(idx, wp, h_vec, crop_gen, crop_out, as_float)
-    out[ys, xs] = crop_out
+    (y0, y1), (x0, x1) = _bbox(hole)
+    h_planes = _solve_correction(hole, image, generated, y0, x0, y1 - y0, x1 - x0)
+    dense.scatter_result(hole, y0, x0, h_planes, generated, out, as_float)
     return out
 
 
@@ -68,28 +64,32 @@ def _validate(image: np.ndarray, generated: np.ndarray, hole: np.ndarray) -> Non
         raise ValueError(f"hole must be [H,W] bool, got {hole.shape} {hole.dtype}")
 
 
-def _bbox(hole: np.ndarray) -> tuple[slice, slice]:
-    """Bounding box of the hole grown by one pixel (its Dirichlet ring)."""
+def _bbox(hole: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Bounding box [y0, y1) x [x0, x1) of the hole grown by one pixel (its Dirichlet ring)."""
     rows = np.flatnonzero(hole.any(axis=1))
     cols = np.flatnonzero(hole.any(axis=0))
     h, w = hole.shape
-    return (slice(max(rows[0] - 1, 0), min(rows[-1] + 2, h)),
-            slice(max(cols[0] - 1, 0), min(cols[-1] + 2, w)))
+    return ((max(rows[0] - 1, 0), min(rows[-1] + 2, h)),
+            (max(cols[0] - 1, 0), min(cols[-1] + 2, w)))
 
 
-def _solve_correction(hole: np.ndarray, image: np.ndarray,
-                      generated: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Harmonic correction h on the padded flat grid of the crop.
+def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray,
+                      y0: int, x0: int, h: int, w: int) -> np.ndarray:
+    """Harmonic correction h on the crop [y0, y0 + h) x [x0, x0 + w), as padded planes
+    [3, h + 2, w + 2].
 
     Cropping is exact: every hole pixel keeps all its neighbours (the crop has
     a one-pixel known ring except where it meets the image edge).
     """
-    idx, d, we, ws, b = kernels.build_fine(hole, image, generated)
-    wp = hole.shape[1] + 2
-    coupled, isolated = kernels.split_isolated(idx, wp, we, ws)
+    idx, d, we, ws, b, dense32 = dense.build_fine(hole, image, generated, y0, x0, h, w)
+    d, we, ws = d.reshape(-1), we.reshape(-1), ws.reshape(-1)
+    coupled, isolated = kernels.split_isolated(idx, w + 2, we, ws)
     if coupled.size:
-        h_vec = solve(Level(hole.shape[0], hole.shape[1], coupled, d, we, ws), b, MAX_ERROR)
+        h_planes = solve(Level(h, w, coupled, d, we, ws, dense32), b, MAX_ERROR)
     else:
-        h_vec = np.zeros_like(b)
-    h_vec[isolated] = b[isolated] / d[isolated, None]  # d_p h_p = b_p exactly
-    return h_vec, idx, wp
+        h_planes = np.zeros((b.shape[0] - 1, h + 2, w + 2))
+    # Isolated pixels (no unknown neighbour): d_p h_p = b_p exactly.  The dense
+    # iteration solves them too; the exact value also covers the direct fallback.
+    flat = h_planes.reshape(h_planes.shape[0], -1)
+    flat[:, isolated] = b.reshape(b.shape[0], -1)[:-1, isolated] / d[isolated]
+    return h_planes

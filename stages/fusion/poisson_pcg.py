@@ -15,15 +15,22 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from stages.fusion import poisson_gmg as g
-from stages.fusion import poisson_mg as k
+from stages.fusion import poisson_dense as dn
 
 MAX_COARSE = 256  # unknowns on the coarsest level (dense Cholesky there)
-MAX_ITER = 200
+NPLANES = 4  # 3 colour channels + the bound problem A v = 1
+INNER_REDUCTION = 1e-5  # float32 PCG: residual reduction per round (float32 floor ~1e-6)
+BOUND_RESIDUAL = 0.1  # float32 PCG goal for the bound plane (max|1 - A v|)
+CERT_MARGIN = 0.5  # stop a round at this fraction of the residual the certificate needs
+MAX_INNER = 40  # PCG iterations per round
+MAX_ROUNDS = 8  # refinement rounds before the direct fallback
+BOUND_GOOD = 0.5  # stop refining v once m = min(A v) >= this
 
 
 @dataclass
 class Level:
-    """The fine grid: padded 5-point operator (see poisson_mg for the layout)."""
+    """The fine grid: padded 5-point operator (flat float64 views, see poisson_mg for the
+    layout) and its float32 dense copy (d, we, ws, inv_r, inv_b, mask; see poisson_dense)."""
 
     h: int
     w: int
@@ -31,11 +38,7 @@ class Level:
     d: np.ndarray
     we: np.ndarray
     ws: np.ndarray
-    inv_d: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.inv_d = np.zeros_like(self.d)
-        self.inv_d[self.idx] = 1.0 / self.d[self.idx]
+    dense32: tuple
 
     @property
     def wp(self) -> int:
@@ -135,128 +138,201 @@ def sparse_operator(lev: Level) -> sp.csr_matrix:
     return a.tocsr()
 
 
-class Workspace:
-    """Per-level scratch vectors on the padded coarse grids."""
+class DenseLevels:
+    """The hierarchy as dense float32 planes with row extents (see poisson_dense)."""
 
-    def __init__(self, hier: Hierarchy, nc: int) -> None:
-        self.x = [np.zeros((lev.a.shape[0], nc)) for lev in hier.coarse]
-        self.b = [np.zeros((lev.a.shape[0], nc)) for lev in hier.coarse]
+    def __init__(self, hier: Hierarchy) -> None:
+        f = hier.fine
+        self.shape = (f.h + 2, f.w + 2)
+        self.d64, self.we64, self.ws64 = (v.reshape(self.shape) for v in (f.d, f.we, f.ws))
+        self.d, self.we, self.ws, self.inv_r, self.inv_b, self.mask = f.dense32
+        self.ext = dn.row_extents(self.mask)
+        self.coarse: list[CoarsePlanes] = []
+        for lev in hier.coarse:
+            cshape = (lev.h + 2, lev.w + 2)
+            mask = (lev.a[:, 4] != 0).reshape(cshape).astype(np.float32)
+            self.coarse.append(CoarsePlanes(
+                np.ascontiguousarray(lev.a.T.reshape((9,) + cshape).astype(np.float32)),
+                lev.inv.reshape(cshape).astype(np.float32), mask, dn.row_extents(mask), lev.idx))
+        self.chol = hier.coarse_chol
 
 
-def coarse_cycle(hier: Hierarchy, ws: Workspace) -> None:
-    """V-cycle below the fine level: ws.b[0] (restricted residual) -> ws.x[0].
+@dataclass(frozen=True)
+class CoarsePlanes:
+    """One coarse level: 9-point stencil planes, inverse diagonal, unknown mask, row
+    extents, and the padded flat positions of its unknowns."""
 
-    Forward Gauss-Seidel from zero going down, exact Cholesky solve on the
-    coarsest level (or smoothing only when there is none), backward
-    Gauss-Seidel going up: the whole preconditioner stays symmetric.
-    """
-    levels = hier.coarse
-    last = len(levels) - 1
-    exact_last = hier.coarse_chol is not None
-    for i, lev in enumerate(levels):
-        x, b = ws.x[i], ws.b[i]
+    a: np.ndarray
+    inv: np.ndarray
+    mask: np.ndarray
+    ext: np.ndarray
+    idx: np.ndarray
+
+
+class DenseWork:
+    """float32 CG vectors and scratch rows for nc planes."""
+
+    def __init__(self, lv: DenseLevels, nc: int) -> None:
+        hp, wp = lv.shape
+        self.nc = nc
+        self.x, self.r, self.z, self.p = (np.zeros((nc, hp, wp), np.float32) for _ in range(4))
+        self.tmp = np.zeros(wp, np.float32)
+        self.res = np.zeros((nc, wp), np.float32)
+        self.crow = np.zeros((nc, wp), np.float32)
+        self.cx = [np.zeros((nc,) + c.mask.shape, np.float32) for c in lv.coarse]
+        self.cb = [np.zeros_like(v) for v in self.cx]
+        self.rmax = np.zeros(nc, np.float32)
+        self.dots = np.zeros(nc)
+
+    def planes(self, nc: int) -> "DenseWork":
+        """The same buffers restricted to the first nc planes (views, no copies)."""
+        view = object.__new__(DenseWork)
+        view.__dict__.update({k: (v[:nc] if isinstance(v, np.ndarray) and v.ndim > 1 else v)
+                              for k, v in self.__dict__.items()})
+        view.cx = [v[:nc] for v in self.cx]
+        view.cb = [v[:nc] for v in self.cb]
+        view.rmax = np.zeros(nc, np.float32)
+        view.dots = np.zeros(nc)
+        view.nc = nc
+        return view
+
+
+def dense_coarse_cycle(lv: DenseLevels, wk: DenseWork) -> None:
+    """V-cycle below the fine level: wk.cb[0] -> wk.cx[0] (four-colour GS, Cholesky at the bottom)."""
+    last = len(lv.coarse) - 1
+    exact_last = lv.chol is not None
+    for i, lev in enumerate(lv.coarse):
+        x, b = wk.cx[i], wk.cb[i]
+        x[:] = 0.0
         if i == last and exact_last:
-            g.cho_solve_rows(hier.coarse_chol, lev.idx, b, x)
+            dn.cho_solve_planar(lv.chol, lev.idx, b, x)
             break
-        g.gs9(lev.idx, lev.wp, lev.a, lev.inv, x, b, False, True)
+        dn.gs9_sweep(x, b, lev.a, lev.inv, lev.ext, False, wk.tmp)
         if i < last:
-            g.residual_restrict9(lev.idx, lev.wp, lev.a, x, b, levels[i + 1].wp, ws.b[i + 1],
-                                 lev.h, lev.w)
+            dn.residual_restrict9(x, b, lev.a, lev.ext, wk.cb[i + 1], lv.coarse[i + 1].mask,
+                                  wk.res, wk.crow)
     for i in range(last - 1 if exact_last else last, -1, -1):
-        lev = levels[i]
+        lev = lv.coarse[i]
         if i < last:
-            g.prolong(lev.idx, lev.wp, ws.x[i], levels[i + 1].wp, ws.x[i + 1], lev.h, lev.w)
-        g.gs9(lev.idx, lev.wp, lev.a, lev.inv, ws.x[i], ws.b[i], True, False)
+            dn.prolong(wk.cx[i], wk.cx[i + 1], lev.mask, wk.crow)
+        dn.gs9_sweep(wk.cx[i], wk.cb[i], lev.a, lev.inv, lev.ext, True, wk.tmp)
 
 
-class _State:
-    """CG vectors (padded fine grid, NC columns) and per-column scalars."""
-
-    def __init__(self, b: np.ndarray) -> None:
-        self.b = b
-        self.x, self.r = np.zeros_like(b), b.copy()
-        self.z, self.p, self.q = np.zeros_like(b), np.zeros_like(b), np.zeros_like(b)
-        nc = b.shape[1]
-        self.rmax, self.xmax, self.rz, self.rz_new, self.pq = (np.zeros(nc) for _ in range(5))
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den as float32, 0 where den <= 0 (a converged plane)."""
+    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0).astype(np.float32)
 
 
-def precondition(hier: Hierarchy, ws: Workspace, st: _State, alpha: np.ndarray | None) -> None:
-    """[alpha given: x += alpha p, r -= alpha q]; z = M r; st.rz_new = <r, z>.
+def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -> int:
+    """float32 PCG on A x = wk.r from x = 0 until max|r_c| <= goal[c] for every plane.
 
-    M is one symmetric V(1,1) cycle (symmetric Gauss-Seidel alone when there
-    is no coarse grid).  The CG update shares a pass with the first forward
-    sweep, the last backward sweep with <r, z>.
+    The planes are independent CG recurrences sharing the passes.  Three
+    fused fine-level passes per iteration (see poisson_dense): r update +
+    pre-smoothing + restriction; prolongation + post-smoothing + <r, z>;
+    x and p updates + <p, A p>.  q = A p is recomputed rather than stored.
+    A last plane that reaches its goal first is dropped from the passes
+    (the bound plane: it needs far less accuracy than the channels).
     """
-    f = hier.fine
-    if alpha is not None:
-        k.cg_step_smooth(f.idx, f.wp, f.inv_d, f.we, f.ws, st.x, st.r, st.p, st.q, alpha,
-                         st.z, st.rmax, st.xmax)
-    else:
-        k.gs_sweep_zero(f.idx, f.wp, f.inv_d, f.we, f.ws, st.z, st.r)
-    if hier.coarse:
-        wpc = hier.coarse[0].wp
-        g.residual_restrict5(f.idx, f.wp, f.d, f.we, f.ws, st.z, st.r, wpc, ws.b[0], f.h, f.w)
-        coarse_cycle(hier, ws)
-        g.prolong(f.idx, f.wp, st.z, wpc, ws.x[0], f.h, f.w)
-    elif hier.coarse_chol is not None:  # tiny system: M = A^{-1}
-        g.cho_solve_rows(hier.coarse_chol, f.idx, st.r, st.z)
-        k.dot_rows(f.idx, st.r, st.z, st.rz_new)
-        return
-    k.gs_backward_dot(f.idx, f.wp, f.inv_d, f.we, f.ws, st.z, st.r, st.rz_new)
+    wk.x[:] = 0.0
+    wk.p[:] = 0.0
+    goal = goal.astype(np.float32)
+    work, nc = wk, wk.nc
+    alpha = np.zeros(nc, np.float32)
+    rz = np.zeros(nc)
+    for it in range(max_iter + 1):
+        cb = work.cb[0] if lv.coarse else np.zeros((nc, 0, 0), np.float32)
+        cx = work.cx[0] if lv.coarse else cb
+        cmask = lv.coarse[0].mask if lv.coarse else lv.mask
+        dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.we, lv.ws, lv.inv_r,
+                                   lv.inv_b, lv.ext, cb, cmask, work.rmax, work.res, work.crow,
+                                   work.tmp)
+        done = work.rmax <= goal[:nc]
+        if it and done.all():
+            dn.axpy(work.x, work.p, alpha, lv.ext)
+            return it
+        if it and nc > 1 and done[-1]:  # freeze the last plane, go on with the others
+            dn.axpy(work.x[-1:], work.p[-1:], alpha[-1:], lv.ext)
+            nc -= 1
+            work, alpha, rz = wk.planes(nc), alpha[:nc], rz[:nc]
+            if lv.coarse:  # the restriction just done is still valid for the kept planes
+                cb = work.cb[0]
+        if lv.coarse:
+            dense_coarse_cycle(lv, work)
+        dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.we, lv.ws, lv.inv_r,
+                                  lv.inv_b, lv.mask, lv.ext, work.dots, work.crow, work.tmp)
+        beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
+        rz = work.dots.copy()
+        dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.we, lv.ws, lv.ext,
+                            work.dots)
+        alpha = _ratio(rz, work.dots)
+    return max_iter
 
 
-def certified(rmax: np.ndarray, xmax: np.ndarray, max_error: float) -> bool:
-    """True when max|x - x*| <= max_error is proven for every solution column.
+def certified(rmax: np.ndarray, vmax: float, m: float, max_error: float) -> bool:
+    """True when max|x - x*| <= max_error is proven for every channel.
 
-    The last column solves A v = 1: m = 1 - max|1 - A v| <= min(A v), and
-    A^{-1} 1 <= v / m, so |error_c| <= max|r_c| * max(v) / m.
+    v solves A v = 1 approximately: m = 1 - max|1 - A v| <= min(A v); if m > 0
+    then A^{-1} 1 <= v / m (A^{-1} >= 0), so |error_c| <= max|r_c| * max(v) / m.
     """
-    m = 1.0 - rmax[-1]
-    return bool(m > 0.0 and rmax[:-1].max() * xmax[-1] / m <= max_error)
+    return bool(m > 0.0 and rmax.max() * vmax / m <= max_error)
 
 
-def pcg(hier: Hierarchy, b: np.ndarray, max_error: float,
-        max_iter: int = MAX_ITER) -> tuple[np.ndarray, bool]:
-    """Independent CG per column of b, sharing the multigrid preconditioner.
+def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray, bool]:
+    """Mixed-precision iterative refinement: float32 PCG corrections, float64 residuals.
 
-    The last column of b must be the all-ones bound problem (see certified).
-    Returns (x, certified on the true residual).
+    b: planes [4, Hp, Wp] (3 channels + the all-ones bound problem).  Each
+    round solves A dx = r in float32 (all the multigrid work), adds dx to the
+    float64 solution and recomputes the true residual in float64, on which
+    the stop rule is proven.  float32 cannot push the residual much below
+    1e-6 of its start, hence rounds.  The bound plane v takes part until its
+    own certificate m is good (normally after the first round).
+    Returns the planar float64 solution [3, Hp, Wp] and whether it is certified.
     """
-    f = hier.fine
-    if b.shape[1] != k.NC:
-        raise ValueError(f"pcg solves exactly {k.NC} columns, got {b.shape[1]}")
-    ws, st = Workspace(hier, k.NC), _State(b)
-    precondition(hier, ws, st, None)
-    st.rz[:] = st.rz_new
-    k.direction_matvec(f.idx, f.wp, f.d, f.we, f.ws, st.z, st.p, st.q, np.zeros(k.NC), st.pq)
-    for _ in range(max_iter):
-        alpha = np.divide(st.rz, st.pq, out=np.zeros(k.NC), where=st.pq > 0)
-        precondition(hier, ws, st, alpha)
-        if certified(st.rmax, st.xmax, max_error):  # confirm on the true residual
-            k.residual(f.idx, f.wp, f.d, f.we, f.ws, st.x, b, st.r)
-            k.max_abs_rows(f.idx, st.r, st.rmax)
-            k.max_rows(f.idx, st.x, st.xmax)
-            if certified(st.rmax, st.xmax, max_error):
-                return st.x, True
-            precondition(hier, ws, st, None)
-        beta = np.divide(st.rz_new, st.rz, out=np.zeros(k.NC), where=st.rz > 0)
-        st.rz[:] = st.rz_new
-        k.direction_matvec(f.idx, f.wp, f.d, f.we, f.ws, st.z, st.p, st.q, beta, st.pq)
-    return st.x, False
+    lv = DenseLevels(hier)
+    x64 = np.zeros_like(b)
+    r64 = b.copy()
+    rmax = np.abs(r64).reshape(NPLANES, -1).max(axis=1)
+    wk = DenseWork(lv, NPLANES)
+    m, vmax, nc = 0.0, 0.0, NPLANES
+    for _ in range(MAX_ROUNDS):
+        work = wk if nc == NPLANES else wk.planes(nc)
+        work.r[:] = r64[:nc]
+        goal = INNER_REDUCTION * rmax[:nc]
+        if nc == NPLANES:  # the bound only needs m = 1 - max|1 - A v| near 1
+            goal[-1] = BOUND_RESIDUAL
+        elif m > 0.0:  # no need to go further than the certificate asks
+            goal = np.maximum(goal, CERT_MARGIN * max_error * m / vmax)
+        inner_pcg(lv, work, goal, MAX_INNER)
+        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d64, lv.we64, lv.ws64, lv.ext,
+                              r64[:nc], rmax[:nc])
+        if nc == NPLANES:
+            m, vmax = 1.0 - rmax[-1], max(float(x64[-1].max()), 0.0)
+            if m >= BOUND_GOOD:
+                nc = NPLANES - 1
+        if certified(rmax[:-1], vmax, m, max_error):
+            return x64[:-1], True
+    return x64[:-1], False
 
 
 def solve_direct(fine: Level, b: np.ndarray) -> np.ndarray:
-    """Sparse direct fallback (used only if the iteration fails)."""
-    x = np.zeros_like(b)
-    sol = spla.spsolve(sparse_operator(fine).tocsc(), b[fine.idx])
-    x[fine.idx] = np.reshape(sol, (fine.idx.size, b.shape[1]))
-    return x
+    """Sparse direct fallback (used only if the iteration fails); planes in and out."""
+    x = np.zeros((b.shape[0] - 1, fine.npad))
+    rhs = b.reshape(b.shape[0], -1)[:-1, fine.idx].T
+    sol = spla.spsolve(sparse_operator(fine).tocsc(), rhs)
+    x[:, fine.idx] = np.reshape(sol, (fine.idx.size, b.shape[0] - 1)).T
+    return x.reshape((b.shape[0] - 1, fine.h + 2, fine.w + 2))
 
 
 def solve(fine: Level, b: np.ndarray, max_error: float) -> np.ndarray:
-    """Solve A x = b (last column all ones) with a proven max error bound."""
+    """Solve A x = b (planes [4, Hp, Wp], the last all ones on the unknowns) with a proven
+    max error bound; returns the solution planes [3, Hp, Wp] (float64)."""
     try:
-        x, ok = pcg(build_hierarchy(fine), b, max_error)
+        hier = build_hierarchy(fine)
+        if not hier.coarse and hier.coarse_chol is not None:  # tiny: direct Cholesky
+            x = np.zeros_like(b[:-1])
+            dn.cho_solve_planar(hier.coarse_chol, fine.idx, b[:-1], x)
+            return x
+        x, ok = refine(hier, b, max_error)
         if ok:
             return x
     except FloatingPointError:

@@ -93,7 +93,7 @@ def test_thin_odd_lines_without_coarse_grid() -> None:
 def test_direct_fallback_when_iteration_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     from stages.fusion import poisson_pcg
 
-    monkeypatch.setattr(poisson_pcg, "pcg", lambda hier, b, err: (b * 0.0, False))
+    monkeypatch.setattr(poisson_pcg, "refine", lambda hier, b, err: (b * 0.0, False))
     rng = np.random.default_rng(10)
     check_exact(*random_case(rng, 40, 40, 0.6))
 

@@ -1,0 +1,534 @@
+"""Branch-free dense-grid multigrid kernels (numba, float32, channel planes).
+
+Why: visiting the hole pixels through an index list costs ~25 ns per pixel
+per pass (gathers, a Gauss-Seidel dependency chain along x); contiguous
+float32 rows vectorise (AVX2 / AVX-512) even though they also visit some
+known pixels.
+
+Layout: every vector is [C, Hp, Wp] (one plane per colour channel, plus the
+bound problem's plane), zero-padded by one pixel; coefficient arrays are
+[Hp, Wp] and shared by all planes.  Coefficients vanish off the unknowns, so
+no kernel needs a mask test: a vector that is zero on the known pixels stays
+zero there.  Each row is only visited over its extent ``ext[y] = (lo, hi)``
+(first unknown, last unknown + 1); everything outside is a known pixel and
+stays zero.
+
+Fine level: 5-point stencil (d, we, ws) as in poisson_mg.  The smoother is
+red-black Gauss-Seidel (``inv_r`` / ``inv_b`` = 1/d on the red / black
+unknowns, 0 elsewhere): red then black before the coarse correction, black
+then red after it, so the V-cycle is symmetric and CG applies.  A colour's
+update is evaluated for the whole row and added through its inverse
+diagonal, which is zero on the other colour.  Each PCG iteration is three
+fused passes whose rows are pipelined (a row is processed as soon as the
+rows its stencil reads are final).
+
+Coarse levels: 9-point Galerkin stencils a[s] (slot s = 3 (dy + 1) + dx + 1,
+see poisson_gmg), four-colour Gauss-Seidel (no two points of a colour are
+neighbours), forward colour order down, reverse up.  Transfers are
+poisson_gmg's bilinear P and P^T, evaluated row by row.
+
+Reductions: dots accumulate in float64; max |r| uses integer maxima of the
+float bit patterns (a float max reduction does not vectorise).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_JIT = {"cache": True, "nogil": True, "fastmath": True}
+
+
+# ---------------------------------------------------------------- row helpers
+
+@nb.njit(**_JIT)
+def _absmax_bits32(row):  # pragma: no cover - jit
+    """Bit pattern of max |row| (float32, contiguous).
+
+    For non-negative floats the bit patterns order like the values, and an
+    integer max reduction vectorises (numba's float max is NaN-aware and
+    does not).  A NaN compares as the largest, so it never certifies.
+    """
+    bits = row.view(np.int32)
+    m = np.int32(0)
+    for i in range(bits.shape[0]):
+        m = max(m, bits[i] & np.int32(0x7FFFFFFF))
+    return m
+
+
+@nb.njit(**_JIT)
+def _absmax_bits64(row):  # pragma: no cover - jit
+    """As _absmax_bits32 for float64."""
+    bits = row.view(np.int64)
+    m = np.int64(0)
+    for i in range(bits.shape[0]):
+        m = max(m, bits[i] & np.int64(0x7FFFFFFFFFFFFFFF))
+    return m
+
+
+@nb.njit(**_JIT)
+def _residual5_row(z, r, d, we, ws, y, lo, hi, res):  # pragma: no cover - jit
+    """res[c] = (r - A z)[c, y] on [lo, hi), zero elsewhere (5-point level)."""
+    nc, hp, wp = z.shape
+    dd, ee, nn, ss = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi]
+    for c in range(nc):
+        out = res[c]
+        out[:lo] = 0.0
+        out[hi:] = 0.0
+        o, zm, zn, zs, rr = out[lo:hi], z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
+        for k in range(hi - lo):
+            o[k] = rr[k] - (dd[k] * zm[k + 1] - ee[k + 1] * zm[k + 2] - ee[k] * zm[k]
+                            - ss[k] * zs[k] - nn[k] * zn[k])
+
+
+@nb.njit(**_JIT)
+def _gs5_row(z, r, d, we, ws, inv, y, lo, hi, tmp):  # pragma: no cover - jit
+    """One colour of row y: z += inv (r - A z) (inv is zero off that colour)."""
+    nc, hp, wp = z.shape
+    dd, ee, nn, ss, iv = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi], inv[y, lo:hi]
+    for c in range(nc):
+        zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
+        for k in range(hi - lo):
+            tmp[k] = iv[k] * (rr[k] - dd[k] * zm[k + 1] + ee[k + 1] * zm[k + 2] + ee[k] * zm[k]
+                              + ss[k] * zs[k] + nn[k] * zn[k])
+        zo = z[c, y, lo:hi]
+        for k in range(hi - lo):
+            zo[k] += tmp[k]
+
+
+@nb.njit(**_JIT)
+def _black_from_zero(z, r, we, ws, inv_b, y, lo, hi, tmp):  # pragma: no cover - jit
+    """Black points of row y (zero so far) from their final red neighbours."""
+    nc, hp, wp = z.shape
+    ee, nn, ss, iv = we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi], inv_b[y, lo:hi]
+    for c in range(nc):
+        zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
+        for k in range(hi - lo):
+            tmp[k] = iv[k] * (rr[k] + ee[k + 1] * zm[k + 2] + ee[k] * zm[k]
+                              + ss[k] * zs[k] + nn[k] * zn[k])
+        zo = z[c, y, lo:hi]
+        for k in range(hi - lo):
+            zo[k] += tmp[k]
+
+
+@nb.njit(**_JIT)
+def _weight(j, n):  # pragma: no cover - jit
+    """Weight of odd fine index j (0-based) towards its lower coarse parent.
+
+    An odd last row/column has no upper parent and takes the full weight
+    (constant extrapolation, the Neumann image edge; see poisson_gmg).
+    """
+    return np.float32(1.0) if j + 1 == n else np.float32(0.5)
+
+
+@nb.njit(**_JIT)
+def _restrict_row(res, bc, yf, hf, wf, crow):  # pragma: no cover - jit
+    """Add P^T of one fine residual row (res [C, Wp], unpadded fine row yf) into bc."""
+    nc = res.shape[0]
+    wc = (wf + 1) // 2
+    half = np.float32(0.5)
+    for c in range(nc):
+        rc = res[c]
+        for xc in range(wc):  # padded 2xc+1 is the even fine x; 2xc, 2xc+2 its odd neighbours
+            crow[c, xc] = rc[2 * xc + 1] + half * (rc[2 * xc] + rc[2 * xc + 2])
+        if wf % 2 == 0:  # odd last column: one parent, full weight
+            crow[c, wc - 1] += half * rc[wf]
+    yc = yf >> 1
+    if yf & 1 == 0:
+        for c in range(nc):
+            for xc in range(wc):
+                bc[c, yc + 1, xc + 1] += crow[c, xc]
+    else:
+        wlo = _weight(yf, hf)
+        for c in range(nc):
+            for xc in range(wc):
+                bc[c, yc + 1, xc + 1] += wlo * crow[c, xc]
+        if yf + 1 < hf:
+            for c in range(nc):
+                for xc in range(wc):
+                    bc[c, yc + 2, xc + 1] += half * crow[c, xc]
+
+
+@nb.njit(**_JIT)
+def _apply_mask(v, mask):  # pragma: no cover - jit
+    nc, hp, wp = v.shape
+    for c in range(nc):
+        for y in range(hp):
+            for i in range(wp):
+                v[c, y, i] *= mask[y, i]
+
+
+@nb.njit(**_JIT)
+def _prolong_row(z, zc, mask, y, crow):  # pragma: no cover - jit
+    """z[:, y] += mask * (P zc) for one padded fine row y."""
+    nc, hp, wp = z.shape
+    hf, wf = hp - 2, wp - 2
+    wc = (wf + 1) // 2
+    half = np.float32(0.5)
+    yf = y - 1
+    yc = yf >> 1
+    for c in range(nc):
+        row = crow[c]
+        if yf & 1 == 0:
+            for xc in range(wc + 1):
+                row[xc] = zc[c, yc + 1, xc + 1]
+        elif yf + 1 < hf:
+            for xc in range(wc + 1):
+                row[xc] = half * (zc[c, yc + 1, xc + 1] + zc[c, yc + 2, xc + 1])
+        else:
+            for xc in range(wc + 1):
+                row[xc] = zc[c, yc + 1, xc + 1]
+        zr = z[c, y]
+        for xc in range((wf + 1) // 2):  # even fine x = 2 xc
+            zr[2 * xc + 1] += mask[y, 2 * xc + 1] * row[xc]
+        for xc in range(wf // 2):  # odd fine x = 2 xc + 1
+            zr[2 * xc + 2] += mask[y, 2 * xc + 2] * half * (row[xc] + row[xc + 1])
+        if wf % 2 == 0:  # odd last column: one parent, full weight
+            zr[wf] += mask[y, wf] * half * (row[wc - 1] - row[wc])
+
+
+@nb.njit(**_JIT)
+def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
+    """Gauss-Seidel on row y's points of column parity px (unpadded x), within [lo, hi).
+
+    The 9-point update is evaluated for the whole extent (vectorised), then
+    stored at every other point.
+    """
+    nc, hp, wp = z.shape
+    n = hi - lo
+    first = (lo - 1 - px) & 1  # offset of the first point of parity px
+    iv = inv[y, lo:hi]
+    for c in range(nc):
+        bb = b[c, y, lo:hi]
+        for k in range(n):
+            tmp[k] = bb[k]
+        for s in range(9):
+            if s != 4:
+                dy = s // 3 - 1
+                dx = s % 3 - 1
+                arow = a[s, y, lo:hi]
+                zrow = z[c, y + dy, lo + dx:hi + dx]
+                for k in range(n):
+                    tmp[k] -= arow[k] * zrow[k]
+        zo = z[c, y, lo:hi]
+        for k in range(first, n, 2):
+            zo[k] = tmp[k] * iv[k]
+
+
+# ---------------------------------------------------------- fine-level passes
+
+@nb.njit(**_JIT)
+def step_presmooth_restrict(r, p, alpha, z, d, we, ws, inv_r, inv_b, ext, bc, cmask, rmax,
+                            res, crow, tmp):  # pragma: no cover - jit
+    """One fused pass: r -= alpha A p (rmax[c] = max|r_c|); z = red-black GS(A z = r)
+    from zero; bc = P^T (r - A z) (skipped when bc has no rows).
+
+    Pipelined: at step y, r and red z of row y, black z of row y-1, the
+    residual of row y-2 (whose stencil rows are final by then).
+    """
+    nc, hp, wp = z.shape
+    hf, wf = hp - 2, wp - 2
+    restrict = bc.shape[1] > 0
+    if restrict:
+        bc[:] = 0.0
+    rbits = np.zeros(nc, np.int32)
+    for y in range(1, hp + 1):
+        if y < hp - 1:
+            lo, hi = ext[y, 0], ext[y, 1]
+            dd, ee, nn, ss, iv = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi], inv_r[y, lo:hi]
+            for c in range(nc):
+                a = alpha[c]
+                pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
+                rr = r[c, y, lo:hi]
+                zo = z[c, y, lo:hi]
+                for k in range(hi - lo):
+                    rr[k] -= a * (dd[k] * pm[k + 1] - ee[k + 1] * pm[k + 2] - ee[k] * pm[k]
+                                  - ss[k] * ps[k] - nn[k] * pn[k])
+                rbits[c] = max(rbits[c], _absmax_bits32(rr))
+                for k in range(hi - lo):
+                    zo[k] = iv[k] * rr[k]  # red from zero; black entries become 0
+        if 2 <= y < hp:
+            _black_from_zero(z, r, we, ws, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
+        if restrict and 3 <= y:
+            _residual5_row(z, r, d, we, ws, y - 2, ext[y - 2, 0], ext[y - 2, 1], res)
+            _restrict_row(res, bc, y - 3, hf, wf, crow)
+    if restrict:
+        _apply_mask(bc, cmask)
+    rmax[:] = rbits.view(np.float32)
+
+
+@nb.njit(**_JIT)
+def prolong_postsmooth_dot(z, zc, r, d, we, ws, inv_r, inv_b, mask, ext, dots, crow,
+                           tmp):  # pragma: no cover - jit
+    """One fused pass: z += P zc (skipped when zc has no rows); black then red GS
+    sweep on A z = r; dots[c] = <r_c, z_c>.
+
+    Pipelined: prolong row y, black row y-1, red row y-2 (and its dot).
+    """
+    nc, hp, wp = z.shape
+    coarse = zc.shape[1] > 0
+    for c in range(nc):
+        dots[c] = 0.0
+    for y in range(1, hp + 1):
+        if coarse and y < hp - 1:
+            _prolong_row(z, zc, mask, y, crow)
+        if 2 <= y < hp:
+            _gs5_row(z, r, d, we, ws, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
+        if 3 <= y:
+            yy = y - 2
+            lo, hi = ext[yy, 0], ext[yy, 1]
+            _gs5_row(z, r, d, we, ws, inv_r, yy, lo, hi, tmp)
+            for c in range(nc):
+                rr, zz = r[c, yy, lo:hi], z[c, yy, lo:hi]
+                acc = 0.0
+                for k in range(hi - lo):
+                    acc += np.float64(rr[k] * zz[k])
+                dots[c] += acc
+
+
+@nb.njit(**_JIT)
+def update_direction(x, p, z, alpha, beta, d, we, ws, ext, pq):  # pragma: no cover - jit
+    """One fused pass: x += alpha p; p = z + beta p; pq[c] = <p_c, A p_c> (new p)."""
+    nc, hp, wp = z.shape
+    for c in range(nc):
+        pq[c] = 0.0
+    for y in range(1, hp + 1):
+        if y < hp - 1:
+            lo, hi = ext[y, 0], ext[y, 1]
+            for c in range(nc):
+                a = alpha[c]
+                b = beta[c]
+                xx, pp, zz = x[c, y, lo:hi], p[c, y, lo:hi], z[c, y, lo:hi]
+                for k in range(hi - lo):
+                    xx[k] += a * pp[k]
+                for k in range(hi - lo):
+                    pp[k] = zz[k] + b * pp[k]
+        if 2 <= y < hp:
+            yy = y - 1
+            lo, hi = ext[yy, 0], ext[yy, 1]
+            dd, ee, nn, ss = d[yy, lo:hi], we[yy, lo - 1:hi], ws[yy - 1, lo:hi], ws[yy, lo:hi]
+            for c in range(nc):
+                pm, pn, ps = p[c, yy, lo - 1:hi + 1], p[c, yy - 1, lo:hi], p[c, yy + 1, lo:hi]
+                acc = 0.0
+                for k in range(hi - lo):
+                    ap = (dd[k] * pm[k + 1] - ee[k + 1] * pm[k + 2] - ee[k] * pm[k]
+                          - ss[k] * ps[k] - nn[k] * pn[k])
+                    acc += np.float64(pm[k + 1] * ap)
+                pq[c] += acc
+
+
+@nb.njit(**_JIT)
+def axpy(x, p, alpha, ext):  # pragma: no cover - jit
+    """x += alpha p (per plane)."""
+    nc, hp, wp = x.shape
+    for c in range(nc):
+        a = alpha[c]
+        for y in range(1, hp - 1):
+            xx, pp = x[c, y, ext[y, 0]:ext[y, 1]], p[c, y, ext[y, 0]:ext[y, 1]]
+            for k in range(xx.shape[0]):
+                xx[k] += a * pp[k]
+
+
+@nb.njit(**_JIT)
+def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax):  # pragma: no cover - jit
+    """x += dx (float32 correction); r = b - A x in float64 (the certified residual);
+    rmax[c] = max |r_c|.  Pipelined: correct row y, residual of row y-1."""
+    nc, hp, wp = x.shape
+    rbits = np.zeros(nc, np.int64)
+    for c in range(nc):
+        xc = x[c]
+        for y in range(1, hp + 1):
+            if y < hp - 1:
+                xx, dxx = xc[y, ext[y, 0]:ext[y, 1]], dx[c, y, ext[y, 0]:ext[y, 1]]
+                for k in range(xx.shape[0]):
+                    xx[k] += dxx[k]
+            if 2 <= y < hp:
+                yy = y - 1
+                lo, hi = ext[yy, 0], ext[yy, 1]
+                dd, ee, nn, ss = d[yy, lo:hi], we[yy, lo - 1:hi], ws[yy - 1, lo:hi], ws[yy, lo:hi]
+                xm, xn, xs = xc[yy, lo - 1:hi + 1], xc[yy - 1, lo:hi], xc[yy + 1, lo:hi]
+                rr, bb = r[c, yy, lo:hi], b[c, yy, lo:hi]
+                for k in range(hi - lo):
+                    rr[k] = bb[k] - (dd[k] * xm[k + 1] - ee[k + 1] * xm[k + 2] - ee[k] * xm[k]
+                                     - ss[k] * xs[k] - nn[k] * xn[k])
+                rbits[c] = max(rbits[c], _absmax_bits64(rr))
+    rmax[:] = rbits.view(np.float64)
+
+
+# ------------------------------------------------------------- coarse levels
+
+@nb.njit(**_JIT)
+def gs9_sweep(z, b, a, inv, ext, reverse, tmp):  # pragma: no cover - jit
+    """Four-colour Gauss-Seidel sweep on a 9-point level, in one pass.
+
+    Colours are (row parity, column parity); no two points of a colour are
+    neighbours.  Forward order (0,0), (0,1), (1,0), (1,1); reverse the
+    opposite, so forward-then-reverse is symmetric.  Rows are pipelined: a
+    row of the second parity is done as soon as the rows around it are.
+    """
+    nc, hp, wp = z.shape
+    first = 1 if reverse else 0
+    c0 = 1 if reverse else 0
+    for y in range(1 + first, hp, 2):  # padded rows whose unpadded parity is `first`
+        if y < hp - 1:
+            _gs9_row(z, b, a, inv, y, c0, ext[y, 0], ext[y, 1], tmp)
+            _gs9_row(z, b, a, inv, y, 1 - c0, ext[y, 0], ext[y, 1], tmp)
+        if y - 1 >= 1:
+            _gs9_row(z, b, a, inv, y - 1, c0, ext[y - 1, 0], ext[y - 1, 1], tmp)
+            _gs9_row(z, b, a, inv, y - 1, 1 - c0, ext[y - 1, 0], ext[y - 1, 1], tmp)
+
+
+@nb.njit(**_JIT)
+def residual_restrict9(z, r, a, ext, bc, cmask, res, crow):  # pragma: no cover - jit
+    """bc = P^T (r - A z) from a 9-point level, zero off the coarse unknowns."""
+    nc, hp, wp = z.shape
+    hf, wf = hp - 2, wp - 2
+    bc[:] = 0.0
+    for y in range(1, hp - 1):
+        lo, hi = ext[y, 0], ext[y, 1]
+        for c in range(nc):
+            out = res[c]
+            out[:lo] = 0.0
+            out[hi:] = 0.0
+            o, rr = out[lo:hi], r[c, y, lo:hi]
+            for k in range(hi - lo):
+                o[k] = rr[k]
+            for s in range(9):
+                dy = s // 3 - 1
+                dx = s % 3 - 1
+                arow = a[s, y, lo:hi]
+                zrow = z[c, y + dy, lo + dx:hi + dx]
+                for k in range(hi - lo):
+                    o[k] -= arow[k] * zrow[k]
+        _restrict_row(res, bc, y - 1, hf, wf, crow)
+    _apply_mask(bc, cmask)
+
+
+@nb.njit(**_JIT)
+def prolong(z, zc, mask, crow):  # pragma: no cover - jit
+    """z += mask * (P zc): bilinear from the coarse grid (zero off its unknowns)."""
+    for y in range(1, z.shape[1] - 1):
+        _prolong_row(z, zc, mask, y, crow)
+
+
+@nb.njit(**_JIT)
+def cho_solve_planar(low, flat_idx, b, x):  # pragma: no cover - jit
+    """x[c].flat[idx] = A^{-1} b[c].flat[idx] with A = low low^T (float64 inside)."""
+    nc = b.shape[0]
+    n = flat_idx.shape[0]
+    bf = b.reshape(nc, -1)
+    xf = x.reshape(nc, -1)
+    y = np.empty(n)
+    for c in range(nc):
+        for i in range(n):
+            s = np.float64(bf[c, flat_idx[i]])
+            for t in range(i):
+                s -= low[i, t] * y[t]
+            y[i] = s / low[i, i]
+        for i in range(n - 1, -1, -1):
+            s = y[i]
+            for t in range(i + 1, n):
+                s -= low[t, i] * y[t]
+            y[i] = s / low[i, i]
+        for i in range(n):
+            xf[c, flat_idx[i]] = y[i]
+
+
+# ------------------------------------------------------------ set-up, output
+
+@nb.njit(**_JIT)
+def row_extents(mask):  # pragma: no cover - jit
+    """ext[y] = (first nonzero column, last + 1) of each row; (1, 1) for an empty row."""
+    hp, wp = mask.shape
+    ext = np.ones((hp, 2), np.int64)
+    for y in range(hp):
+        lo = -1
+        hi = -1
+        for i in range(wp):
+            if mask[y, i] != 0.0:
+                if lo < 0:
+                    lo = i
+                hi = i + 1
+        if lo >= 0:
+            ext[y, 0] = lo
+            ext[y, 1] = hi
+    return ext
+
+
+@nb.njit(**_JIT)
+def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
+    """Fine-level operator and right-hand side of the harmonic correction, in one pass.
+
+    Works on the crop [y0, y0 + h) x [x0, x0 + w) of the full arrays (no
+    copies).  Unknown p has d_p = number of neighbours inside the crop
+    (the crop keeps every hole pixel's neighbours, so this is the image's
+    count: Neumann at the image edge), w = 1 towards unknown neighbours, and
+    b_p = sum over its known neighbours of image - generated (the Dirichlet
+    data of h); plane C of b is 1 on the unknowns (the bound problem A v = 1).
+    Returns the padded flat positions of the unknowns (raster order), the
+    float64 stencil (d, we, ws) and b planes, and the float32 stencil with the
+    red / black inverse diagonals and the unknown mask.
+    """
+    nc = image.shape[2]
+    hp, wp = h + 2, w + 2
+    d64 = np.zeros((hp, wp))
+    we64 = np.zeros((hp, wp))
+    ws64 = np.zeros((hp, wp))
+    b = np.zeros((nc + 1, hp, wp))
+    idx = np.empty(h * w, np.int64)
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            if not hole[y0 + y, x0 + x]:
+                continue
+            py, px = y + 1, x + 1
+            idx[k] = py * wp + px
+            k += 1
+            deg = 0.0
+            for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+                yy, xx = y + dy, x + dx
+                if yy < 0 or yy >= h or xx < 0 or xx >= w:
+                    continue
+                deg += 1.0
+                if hole[y0 + yy, x0 + xx]:
+                    if dx == 1:
+                        we64[py, px] = 1.0
+                    elif dy == 1:
+                        ws64[py, px] = 1.0
+                else:
+                    for c in range(nc):
+                        b[c, py, px] += (float(image[y0 + yy, x0 + xx, c])
+                                         - float(generated[y0 + yy, x0 + xx, c]))
+            d64[py, px] = deg
+            b[nc, py, px] = 1.0
+    d = d64.astype(np.float32)
+    inv_r = np.zeros((hp, wp), np.float32)
+    inv_b = np.zeros((hp, wp), np.float32)
+    for y in range(hp):
+        for x in range(wp):
+            if d64[y, x] != 0.0:
+                if (y + x) & 1 == 0:
+                    inv_r[y, x] = 1.0 / d64[y, x]
+                else:
+                    inv_b[y, x] = 1.0 / d64[y, x]
+    mask = (d64 != 0.0).astype(np.float32)
+    return (idx[:k].copy(), d64, we64, ws64, b,
+            (d, we64.astype(np.float32), ws64.astype(np.float32), inv_r, inv_b, mask))
+
+
+@nb.njit(**_JIT)
+def scatter_result(hole, y0, x0, h_planes, generated, out, as_float):  # pragma: no cover - jit
+    """out[hole] = generated + h inside the crop at (y0, x0) (h planes are padded by one pixel).
+
+    as_float=False rounds half-to-even and clips to [0, 255].
+    """
+    nc, hp, wp = h_planes.shape
+    for y in range(hp - 2):
+        for x in range(wp - 2):
+            if hole[y0 + y, x0 + x]:
+                for c in range(nc):
+                    v = generated[y0 + y, x0 + x, c] + h_planes[c, y + 1, x + 1]
+                    if not as_float:
+                        v = np.rint(v)
+                        v = 0.0 if v < 0.0 else (255.0 if v > 255.0 else v)
+                    out[y0 + y, x0 + x, c] = v
