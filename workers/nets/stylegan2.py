@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from workers.nets.stylegan2_layers import (ConstantInput, EqualLinear, PixelNorm, StyledConv,
@@ -135,8 +136,15 @@ class Generator(nn.Module):
             return [None] * self.num_layers
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
 
-    def synthesis(self, wplus: Tensor, noise_mode: str = "const") -> Tensor:
-        """W+ [B, n_latent, style_dim] (or W [B, style_dim], broadcast) -> image [B, 3, H, W]."""
+    def synthesis(self, wplus: Tensor, noise_mode: str = "const", checkpoint: bool = False
+                  ) -> Tensor:
+        """W+ [B, n_latent, style_dim] (or W [B, style_dim], broadcast) -> image [B, 3, H, W].
+
+        ``checkpoint`` recomputes each resolution level's activations during backward instead of
+        keeping them (``torch.utils.checkpoint``): the same numbers for ~one more forward of
+        compute, with autograd holding only the levels' inputs — for batches whose activations
+        would not fit in memory. It has no effect without grad.
+        """
         if wplus.ndim == 2:
             wplus = wplus.unsqueeze(1).expand(-1, self.n_latent, -1)
         if wplus.ndim != 3 or wplus.shape[1:] != (self.n_latent, self.style_dim):
@@ -146,13 +154,24 @@ class Generator(nn.Module):
         out = self.input(wplus.shape[0])
         out = self.conv1(out, wplus[:, 0], noise[0])
         skip = self.to_rgb1(out, wplus[:, 1])
+        recompute = checkpoint and torch.is_grad_enabled()
         i = 1
-        for k, to_rgb in enumerate(self.to_rgbs):
-            out = self.convs[2 * k](out, wplus[:, i], noise[2 * k + 1])
-            out = self.convs[2 * k + 1](out, wplus[:, i + 1], noise[2 * k + 2])
-            skip = to_rgb(out, wplus[:, i + 2], skip)
+        for k in range(len(self.to_rgbs)):
+            args = (out, skip, wplus[:, i: i + 3], noise[2 * k + 1], noise[2 * k + 2])
+            if recompute:
+                out, skip = torch.utils.checkpoint.checkpoint(
+                    self._level, k, *args, use_reentrant=False)
+            else:
+                out, skip = self._level(k, *args)
             i += 2
         return skip
+
+    def _level(self, k: int, out: Tensor, skip: Tensor, w3: Tensor, noise_a: Tensor | None,
+               noise_b: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Resolution level k: upsampling conv, conv, ToRGB added to the upsampled skip."""
+        out = self.convs[2 * k](out, w3[:, 0], noise_a)
+        out = self.convs[2 * k + 1](out, w3[:, 1], noise_b)
+        return out, self.to_rgbs[k](out, w3[:, 2], skip)
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> Tensor:
         """z -> image, convenience wrapper over mapping/truncate/synthesis."""

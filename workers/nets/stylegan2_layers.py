@@ -1,8 +1,8 @@
 """Building blocks of the StyleGAN2 generator (rosinality/stylegan2-pytorch layout).
 
 This module owns the plain-torch layers used by :mod:`workers.nets.stylegan2`: a reference-free
-``upfirdn2d`` (pad + conv2d with the flipped FIR kernel, so it runs on CPU and GPU without CUDA
-extensions), equalized-lr linear layers, fused leaky ReLU, modulated convolution, noise
+``upfirdn2d`` (pad + depthwise conv2d with the flipped FIR kernel, so it runs on CPU and GPU
+without CUDA extensions), equalized-lr linear layers, fused leaky ReLU, modulated convolution, noise
 injection, the constant input and ToRGB. Module and parameter names mirror rosinality's so that a
 ``g_ema`` state dict loads strictly.
 """
@@ -33,24 +33,26 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> Tensor:
     """Upsample by zero insertion, pad (negative = crop), FIR-filter, downsample.
 
-    Same pad on both axes (pad = (before, after)). Implemented with a single-channel conv2d over
-    the flattened batch*channels so no custom kernels are needed.
+    Same pad on both axes (pad = (before, after)). The filter is a depthwise conv2d (one kernel
+    copy per channel, ``groups=C``), as NVIDIA's reference path does: a single-channel conv over
+    the flattened batch*channels gives the same numbers but makes CPU backends fall back to
+    im2col, whose backward took ~1 GB of temporaries per image at 256 px (the OOM at batch 16).
     """
     b, c, h, w = x.shape
-    out = x.reshape(b * c, 1, h, w)
+    out = x
     if up > 1:
-        out = out.reshape(b * c, 1, h, 1, w, 1)
+        out = out.reshape(b, c, h, 1, w, 1)
         out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
-        out = out.reshape(b * c, 1, h * up, w * up)
+        out = out.reshape(b, c, h * up, w * up)
     p0, p1 = pad
     out = F.pad(out, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
     hh, ww = out.shape[-2:]
     out = out[:, :, max(-p0, 0): hh - max(-p1, 0), max(-p0, 0): ww - max(-p1, 0)]
-    k = torch.flip(kernel, [0, 1]).to(dtype=out.dtype, device=out.device)[None, None]
-    out = F.conv2d(out, k)
+    k = torch.flip(kernel, [0, 1]).to(dtype=out.dtype, device=out.device)
+    out = F.conv2d(out, k[None, None].expand(c, 1, *k.shape), groups=c)
     if down > 1:
         out = out[:, :, ::down, ::down]
-    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+    return out
 
 
 class Blur(nn.Module):
@@ -147,19 +149,27 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         b, c, h, w = x.shape
         k = self.kernel_size
-        s = self.modulation(style).view(b, 1, c, 1, 1)
-        weight = self.scale * self.weight * s
+        s = self.modulation(style) * self.scale  # [b, c]
+        base = self.weight[0]  # [o, c, k, k], the parameter itself (shared by the batch)
+        factor = s[:, None, :].expand(b, self.out_ch, c)  # [b, o, c]
         if self.demodulate:
-            d = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + DEMOD_EPS)
-            weight = weight * d.view(b, self.out_ch, 1, 1, 1)
+            # sum over (c, k, k) of (base * s)^2 = sum over c of s^2 * sum over (k, k) of base^2:
+            # the same demodulation without a [b, o, c, k, k] intermediate kept for backward.
+            with torch.autocast(x.device.type, enabled=False):  # float32 even under amp
+                sq = torch.matmul(s.float().pow(2), base.float().pow(2).sum((2, 3)).t())
+            factor = factor * torch.rsqrt(sq + DEMOD_EPS)[:, :, None]  # [b, o, c]
+        # One [b, o, c, k, k] per-sample weight (built in the layout the conv wants, so no copy
+        # follows): the only batch-sized weight tensor autograd keeps.
         x = x.reshape(1, b * c, h, w)
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(b * c, self.out_ch, k, k)
-            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
+            weight = base.transpose(0, 1)[None] * factor.transpose(1, 2)[..., None, None]
+            out = F.conv_transpose2d(x, weight.reshape(b * c, self.out_ch, k, k), padding=0,
+                                     stride=2, groups=b)
             out = self.blur(out.view(b, self.out_ch, out.shape[-2], out.shape[-1]))
         else:
-            weight = weight.reshape(b * self.out_ch, c, k, k)
-            out = F.conv2d(x, weight, padding=self.padding, groups=b)
+            weight = base[None] * factor[..., None, None]
+            out = F.conv2d(x, weight.reshape(b * self.out_ch, c, k, k), padding=self.padding,
+                           groups=b)
             out = out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
         return out
 
