@@ -23,8 +23,6 @@ from pipeline.scoring import ScoringError, resolve_scoring
 from stages.imageio import decode_image, read_bytes
 
 METRIC = "lpips_diversity"
-DEFINITION = ("LPIPS diversity (seed 001 Table 2): mean LPIPS over every pair of variants of one input, "
-              "averaged over inputs with at least 2 ok variants; interval resamples inputs; higher = more diverse")
 
 
 def variant_groups(out: Path) -> dict[str, list[tuple[str, str]]]:
@@ -96,5 +94,5 @@ def add_diversity(report: Report, mode: bool | None, n_bootstrap: int = 1000, se
         summary = bootstrap_interval(np.asarray([values[i] for i in ids]), n_bootstrap, np.random.default_rng(seed))
         group[METRIC] = summary.__dict__
     report.notes.append(f"{METRIC}: LPIPS {scoring.config.lpips_net}, {len(values)} input(s), "
-                        f"{sum(len(u) * (len(u) - 1) // 2 for u in by_id.values())} pair(s). {DEFINITION}")
+                        f"{sum(len(u) * (len(u) - 1) // 2 for u in by_id.values())} pair(s).")
 

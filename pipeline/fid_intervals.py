@@ -98,6 +98,7 @@ def bootstrap_fid_kid(a: np.ndarray, b: np.ndarray, fid: float, kid: float,
     if not fids:
         return {"resamples": 0}
     fid_low, fid_high = np.percentile(fids, [2.5, 97.5]) - (np.mean(fids) - fid)
+    fid_low = max(fid_low, 0.0)  # FID is a squared distance: the shift must not take it below zero
     kid_low, kid_high = np.percentile(kids, [2.5, 97.5]) - (np.mean(kids) - kid)
     return {"fid_low": float(fid_low), "fid_high": float(fid_high), "kid_low": float(kid_low),
             "kid_high": float(kid_high), "resamples": len(fids)}

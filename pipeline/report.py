@@ -29,6 +29,20 @@ METRICS: dict[str, str] = {
 }
 
 
+# Metrics computed over sets after the run (pipeline.fid, pipeline.diversity); shown with METRICS.
+SET_METRICS: dict[str, str] = {
+    "fid": "FID (torch-fidelity formulas, Inception-v3 pool3 2048-d features of the local "
+           "weights-inception-2015-12-05 file, images resized to 299 by torch-fidelity): ok outputs vs the ground "
+           "truths of the same rows, per bucket; 95% interval from 200 paired resamples of the images (20 for sets "
+           "over 2048 images), bias-shifted to the full-set value; biased upward for small sets",
+    "kid": "KID (torch-fidelity: cubic polynomial kernel, unbiased MMD², mean over subsets of min(1000, n) "
+           "images); same features, pairing and interval as FID",
+    "lpips_diversity": "LPIPS diversity (seed 001 Table 2): mean LPIPS over every pair of variants of one "
+                       "input (runs with --variants), averaged over inputs; interval resamples inputs; higher = "
+                       "more diverse",
+}
+
+
 class ReportError(RuntimeError):
     """No results to report on."""
 
@@ -180,7 +194,7 @@ def to_markdown(report: Report) -> str:
         lines += ["", f"{report.overall['no_ground_truth']} ok row(s) have no ground truth: they are "
                   "counted but get no full-reference metrics (not zeros)."]
     lines += ["", "Cells: mean [95% percentile-bootstrap interval of the mean]. Metrics on uint8 RGB:"]
-    lines += [f"- `{name}`: {text}" for name, text in METRICS.items()]
+    lines += [f"- `{name}`: {text}" for name, text in {**METRICS, **SET_METRICS}.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -189,7 +203,7 @@ def write_report(report: Report, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(report)
     (folder / "report.md").write_text(markdown)
-    payload = {"out": str(report.out), "run": report.run, "metric_definitions": METRICS,
+    payload = {"out": str(report.out), "run": report.run, "metric_definitions": {**METRICS, **SET_METRICS},
                "buckets": report.buckets, "overall": report.overall, "fid": report.fid,
                "fid_note": report.fid_note, "notes": report.notes}
     (folder / "report.json").write_text(json.dumps(payload, indent=2, default=str))

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from manifests import schema
-from pipeline.report import DIGITS, METRICS, Report, format_interval
+from pipeline.report import DIGITS, METRICS, SET_METRICS, Report, format_interval
 from pipeline.report_compare import (LOWER_IS_BETTER, bucket_names, compare, groups, metric_names,
                                      run_labels)
 from pipeline.results_store import ResultsStore
@@ -300,7 +300,7 @@ def render_html(reports: list[Report], folder: Path, samples_per_bucket: int = 3
         body.append(f"<h2>Samples ({_e(labels[0])}, up to {samples_per_bucket} per bucket)</h2>"
                     "<p class='muted'>Hole drawn light grey on the input.</p>" + grid)
     body.append("<h2>Metric definitions</h2><dl>" + "".join(
-        f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in METRICS.items()) + "</dl>")
+        f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in {**METRICS, **SET_METRICS}.items()) + "</dl>")
     body.append("<h2>Run configs and versions (run.json)</h2>" + "".join(
         f"<details><summary>{_e(label)}</summary><pre>{_e(json.dumps(r.run, indent=2, default=str))}</pre>"
         "</details>" for r, label in zip(reports, labels)))

@@ -137,3 +137,15 @@ def test_score_batch_adds_lpips_and_ms_ssim_only_to_scored_rows(alexnet_file, fa
     plain = score_batch(batch)  # default: MS-SSIM on, LPIPS off
     assert np.isnan(plain["lpips"]).all() and plain["ms_ssim"][0] == out["ms_ssim"][0]
     assert plain["psnr"][0] == out["psnr"][0] and (out["t_score"][:1] > 0).all()
+
+
+def test_vgg_lpips_loads_the_torchvision_vgg16_trunk(faces):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}  # the trunk's keys
+    model = build_lpips("vgg", state)
+    assert torch.equal(getattr(model.net.slice1, "0").weight, state["features.0.weight"])
+    assert torch.equal(getattr(model.net.slice5, "28").weight, state["features.28.weight"])
+    same, different = lpips_distances(model, [faces[0], faces[1]], [faces[0], faces[0]])
+    assert same == pytest.approx(0.0, abs=1e-7) and different > 0
