@@ -8,6 +8,7 @@ every latent's trajectory depends only on its own image (batching is a throughpu
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 from dataclasses import dataclass
 
 import torch
@@ -26,11 +27,82 @@ class InversionConfig:
     # the scale of W's spread around its mean, while staying stable near convergence.
     lr: float = 0.01
     seed: int = 0  # seeds torch's RNG for the run (determinism of anything stochastic)
-    amp: bool = True  # autocast the generator and trunks on CUDA (never on CPU)
+    amp: bool = True  # autocast the generator and trunks on CUDA (on CPU only with the flag below)
     amp_dtype: str = "bfloat16"  # "bfloat16" (no scaler needed) or "float16" (uses a GradScaler)
     channels_last: bool = True  # channels_last memory format for the perceptual trunks on CUDA
+    # Also use amp/channels_last on CPU: slower there, but lets CPU tests pin the GPU numerics.
+    gpu_paths_on_cpu: bool = False
+    # Gradient checkpointing of the generator's levels: "on", "off", or "auto" = on when the
+    # activations autograd would keep for this batch exceed half the free memory.
+    checkpoint: str = "auto"
     noise_mode: str = "const"  # the generator's noise inputs: fixed buffers, as in the paper
     keep_best: bool = True  # return each image's lowest-loss latent seen, not merely the last
+
+
+CHECKPOINT_MODES = ("auto", "on", "off")
+
+
+def synthesis_saved_bytes(generator: nn.Module, batch: int, noise_mode: str = "const") -> int:
+    """Bytes autograd would keep for backward of a batch's synthesis, without running it.
+
+    Measured on forwards of one and of two images and extrapolated linearly (what the batch
+    adds per image, plus the batch-independent part). Each storage counts once; the generator's
+    own parameters and buffers are left out.
+    """
+    own = {t.untyped_storage().data_ptr() for t in
+           list(generator.parameters()) + list(generator.buffers())}
+
+    def measure(n: int) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in own:
+                seen[ptr] = t.untyped_storage().nbytes()
+            return t
+
+        w = generator.mean_latent()[None, None].expand(n, generator.n_latent, -1).clone()
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            generator.synthesis(w.requires_grad_(True), noise_mode=noise_mode)
+        return sum(seen.values())
+
+    one = measure(1)
+    return one if batch <= 1 else one + (batch - 1) * (measure(2) - one)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory a new allocation can still get: CUDA's free memory, else MemAvailable (and the
+    cgroup's headroom when it is smaller)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    free = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if free is None:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def use_checkpointing(mode: str, generator: nn.Module, batch: int, device: torch.device,
+                      noise_mode: str = "const") -> bool:
+    """Resolve ``InversionConfig.checkpoint`` for this batch (see there)."""
+    if mode not in CHECKPOINT_MODES:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINT_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode == "on"
+    return synthesis_saved_bytes(generator, batch, noise_mode) > 0.5 * free_memory_bytes(device)
 
 
 def _per_image_loss(loss_fn: Callable, target: Tensor, known: Tensor) -> Callable[[Tensor], Tensor]:
@@ -54,17 +126,22 @@ def invert(generator: nn.Module, target: Tensor, known_mask: Tensor, init_wplus:
         raise ValueError(f"init_wplus must be [B, n_latent, D] with B={target.shape[0]}, "
                          f"got {tuple(init_wplus.shape)}")
     device = target.device
-    torch.manual_seed(config.seed)
-    use_amp = config.amp and device.type == "cuda"
+    gpu_paths = device.type == "cuda" or config.gpu_paths_on_cpu
+    use_amp = config.amp and gpu_paths
     dtype = AMP_DTYPES[config.amp_dtype]
-    scaler = torch.amp.GradScaler("cuda") if use_amp and dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if use_amp and dtype == torch.float16 else None
+    checkpoint = config.iterations > 0 and use_checkpointing(
+        config.checkpoint, generator, target.shape[0], device, config.noise_mode)
+    torch.manual_seed(config.seed)
     target = target.float()
     known = known_mask.float()
-    if device.type == "cuda" and isinstance(loss_fn, nn.Module):
-        fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-        loss_fn.to(memory_format=fmt)  # conv trunks run faster NHWC under autocast
+    if isinstance(loss_fn, nn.Module):
+        nhwc = gpu_paths and config.channels_last
+        # conv trunks run faster NHWC under autocast on GPUs; set either way, so a loss module
+        # shared between runs never keeps an earlier run's layout
+        loss_fn.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
         if hasattr(loss_fn, "channels_last"):
-            loss_fn.channels_last = config.channels_last
+            loss_fn.channels_last = nhwc
     with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=use_amp):
         objective = _per_image_loss(loss_fn, target, known)
     wplus = init_wplus.detach().clone().float().to(device).requires_grad_(True)
@@ -75,7 +152,8 @@ def invert(generator: nn.Module, target: Tensor, known_mask: Tensor, init_wplus:
 
     def evaluate() -> tuple[Tensor, Tensor]:
         with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
-            generated = generator.synthesis(wplus, noise_mode=config.noise_mode)
+            generated = generator.synthesis(wplus, noise_mode=config.noise_mode,
+                                            checkpoint=checkpoint)
             losses = objective(generated.float())
         return generated, losses.float()
 

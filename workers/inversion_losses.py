@@ -210,7 +210,7 @@ class InversionLoss(nn.Module):
             self.lpips = self._build_lpips(config.lpips_net, alexnet_state)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        self.channels_last = True  # NHWC activations on CUDA (set by the inversion loop)
+        self.channels_last = False  # NHWC activations; the inversion loop sets it (on for CUDA)
         self.requires_grad_(False)
         self.eval()
 
@@ -243,7 +243,7 @@ class InversionLoss(nn.Module):
     def _vgg_features(self, x01: Tensor) -> list[Tensor]:
         """ReLU activations at ``self.taps`` of ImageNet-normalised [0,1] images."""
         h = (x01 - self.mean) / self.std
-        if h.is_cuda and self.channels_last:
+        if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         feats = []
         for i, layer in enumerate(self.vgg):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from workers.base import InpaintMethod, MethodInputs, MethodOutputs, MethodResources
-from workers.inversion import InversionConfig, invert
+from workers.inversion import CHECKPOINT_MODES, InversionConfig, invert
 from workers.inversion_losses import LossConfig, load_inversion_loss, required_loss_weights
 from workers.latent_edit import make_variants, parse_layers, resolve_directions
 from workers.registry import register_method
@@ -46,6 +46,9 @@ class StyleGANInvConfig:
     edit_layers: str = "all"  # W+ layers edited (and factorised by SeFa): "all", "a-b" or "i,j"
     seed: int = 0  # seeds the optimisation
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # Recompute the generator's activations in backward: "auto" (when the batch's would take
+    # over half the free memory), "on" or "off"; the results are the same either way.
+    checkpoint: str = "auto"
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -112,6 +115,9 @@ class StyleGANInversion(InpaintMethod):
         cfg = self.config
         if cfg.variants < 1 or cfg.iterations < 0:
             raise ValueError("variants must be >= 1 and iterations >= 0")
+        if cfg.checkpoint not in CHECKPOINT_MODES:
+            raise ValueError(f"checkpoint must be one of {CHECKPOINT_MODES}, "
+                             f"got {cfg.checkpoint!r}")
         files = require_weights(self.required_weights(cfg))
         self.device = torch.device(device)
         self.generator = load_generator(files[cfg.generator], self.device)
@@ -149,7 +155,7 @@ class StyleGANInversion(InpaintMethod):
         known = torch.from_numpy(np.stack([p[1] for p in pairs])).to(self.device)
         init = self._initial_wplus(target, known)
         inv_cfg = InversionConfig(iterations=cfg.iterations, lr=cfg.lr, seed=cfg.seed,
-                                  amp=cfg.amp)
+                                  amp=cfg.amp, checkpoint=cfg.checkpoint)
         wplus, generated, history = invert(g, target, known, init, self.loss, inv_cfg)
 
         out = MethodOutputs(generated=[], extras={"final_loss": [], "initial_loss": [],

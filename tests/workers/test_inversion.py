@@ -10,7 +10,7 @@ from workers.inversion_losses import InversionLoss, LossConfig
 from workers.latent_edit import (load_directions, make_variants, parse_layers,
                                  resolve_directions, variant_coefficients)
 from workers.nets.stylegan2 import load_generator
-from workers.nets.stylegan2_testing import make_tiny_checkpoint
+from workers.nets.stylegan2_testing import make_tiny_checkpoint, masked_psnr, masked_scene
 
 
 
@@ -25,41 +25,22 @@ def loss():
     return InversionLoss(LossConfig())  # random VGG trunk: fine for checking the optimiser
 
 
-def _scene(generator, batch=2, seed=1):
-    """Faces rendered at known (in-range) latents, with a centre-square hole."""
-    g = torch.Generator().manual_seed(seed)
-    w = generator.mapping(torch.randn(batch, generator.style_dim, generator=g))
-    w = generator.truncate(w, 0.8)
-    with torch.no_grad():
-        x = generator.synthesis(w)
-    s = generator.size
-    known = torch.ones(batch, 1, s, s)
-    known[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 0
-    init = generator.mean_latent()[None, None].expand(batch, generator.n_latent, -1).clone()
-    return x, known, init
-
-
-def _psnr(a, b, mask):
-    mse = (((a - b) / 2) ** 2 * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)))
-    return 10 * torch.log10(1 / mse)
-
-
 def test_in_range_face_is_recovered_inside_the_hole(generator, loss):
-    x, known, init = _scene(generator)
+    x, known, init = masked_scene(generator)
     with torch.no_grad():
         start = generator.synthesis(init)
     w, gen, history = invert(generator, x, known, init, loss,
                              InversionConfig(iterations=40, lr=0.08))
-    hole_before, hole_after = _psnr(start, x, 1 - known), _psnr(gen, x, 1 - known)
+    hole_before, hole_after = masked_psnr(start, x, 1 - known), masked_psnr(gen, x, 1 - known)
     assert (hole_after > hole_before + 8).all(), (hole_before, hole_after)
-    assert (_psnr(gen, x, known) > 24).all()  # ~25 and ~32 dB; the mean face starts at 9-16
+    assert (masked_psnr(gen, x, known) > 24).all()  # ~25 and ~32 dB; the mean face starts at 9-16
     assert history.shape == (41, 2)
     assert (history[-1] < 0.2 * history[0]).all()
     assert w.shape == init.shape and gen.shape == x.shape
 
 
 def test_batch_mates_do_not_change_a_result(generator, loss):
-    x, known, init = _scene(generator, batch=2)
+    x, known, init = masked_scene(generator, batch=2)
     cfg = InversionConfig(iterations=4, lr=0.05)
     w_pair, _, h_pair = invert(generator, x, known, init, loss, cfg)
     w_alone, _, h_alone = invert(generator, x[:1], known[:1], init[:1], loss, cfg)
@@ -68,7 +49,7 @@ def test_batch_mates_do_not_change_a_result(generator, loss):
 
 
 def test_same_seed_same_result_and_keep_best(generator, loss):
-    x, known, init = _scene(generator, batch=1, seed=3)
+    x, known, init = masked_scene(generator, batch=1, seed=3)
     cfg = InversionConfig(iterations=3, lr=0.05, seed=7)
     a = invert(generator, x, known, init, loss, cfg)
     b = invert(generator, x, known, init, loss, cfg)
@@ -79,7 +60,7 @@ def test_same_seed_same_result_and_keep_best(generator, loss):
 
 
 def test_plain_callable_losses_work(generator):
-    x, known, init = _scene(generator, batch=1)
+    x, known, init = masked_scene(generator, batch=1)
     l1 = lambda g, t, k: ((g - t).abs() * k).mean((1, 2, 3))  # noqa: E731
     _, _, history = invert(generator, x, known, init, l1, InversionConfig(iterations=5, lr=0.05))
     assert history[-1, 0] < history[0, 0]

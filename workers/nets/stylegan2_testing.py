@@ -50,3 +50,25 @@ def make_tiny_checkpoint(path: str | Path, size: int = 32, style_dim: int = 64, 
         latent_avg = g.mean_latent().clone()
     torch.save({"g_ema": g.state_dict(), "latent_avg": latent_avg, CONFIG_KEY: g.config}, path)
     return path
+
+
+def masked_scene(generator: Generator, batch: int = 2, seed: int = 1
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inversion test inputs: faces rendered at known (in-range, ψ=0.8) latents, a centre-square
+    hole, and the mean latent as the start. Returns (images, known mask, initial W+)."""
+    g = torch.Generator().manual_seed(seed)
+    w = generator.mapping(torch.randn(batch, generator.style_dim, generator=g))
+    w = generator.truncate(w, 0.8)
+    with torch.no_grad():
+        x = generator.synthesis(w)
+    s = generator.size
+    known = torch.ones(batch, 1, s, s)
+    known[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 0
+    init = generator.mean_latent()[None, None].expand(batch, generator.n_latent, -1).clone()
+    return x, known, init
+
+
+def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR per image ([B]) of [-1,1] images over the pixels where ``mask`` is 1."""
+    mse = (((a - b) / 2) ** 2 * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)))
+    return 10 * torch.log10(1 / mse)
