@@ -1,7 +1,8 @@
-"""Size actor pools and CPU requests from what the cluster has, so any machine size works.
+"""Size actor pools, CPU shares, batches and blocks from what the cluster has, so any machine size works.
 
 Ray 2.60 deadlocks on a 2-core machine when two actors each hold a whole CPU and a task needs one:
-actors must always leave CPU for the load/fuse/score/write tasks.
+actors must always leave CPU for the load/fuse/score/write tasks. The shares below come from
+`bench/throughput_bench.py`; docs/scaling.md records the figures and the reasoning for GPU nodes.
 """
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import math
 from dataclasses import dataclass
 
 from workers.base import MethodResources
+
+# On machines this small, whole-CPU shares leave one task running beside an actor that is mostly
+# waiting for it; half shares let load and write tasks overlap with the method (3× on 2 cores).
+SMALL_CLUSTER_CPUS = 4
+SMALL_CLUSTER_SHARE = 0.5
+# A CPU-only method loops over its rows, so a bigger batch costs it nothing and spreads Ray Data's
+# per-batch cost (task scheduling, block conversion) over more rows.
+CPU_METHOD_MIN_BATCH = 32
+# Very large manifests get bigger blocks: the driver holds every input block from the start (about
+# 35 KB each beyond its rows, measured: 1,563 blocks of 64 rows cost it 53 MiB, 391 of 256 nothing).
+MAX_BLOCKS = 500
 
 
 @dataclass(frozen=True)
@@ -28,12 +40,14 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
     """Half the CPUs (at least one, never all) go to CPU method actors, the rest to tasks.
 
     GPU methods get one actor per `num_gpus` share of the cluster's GPUs, with one CPU each where
-    that still leaves CPU for the tasks.
+    that still leaves CPU for the tasks. On small machines (<= 4 CPUs) tasks and CPU actors take
+    half a CPU each. CPU-only methods get batches of at least 32 rows unless that would leave
+    actors idle on a small job.
     """
     if cluster_cpus <= 0:
         raise ValueError("the Ray cluster reports no CPUs")
-    batch = batch_size or method.batch_size
-    task_cpus = min(1.0, cluster_cpus / 2)
+    small = cluster_cpus <= SMALL_CLUSTER_CPUS
+    task_cpus = min(SMALL_CLUSTER_SHARE if small else 1.0, cluster_cpus / 2)
     use_gpu = method.num_gpus > 0 and cluster_gpus > 0
     if use_gpu:
         gpu_slots = max(1, int(cluster_gpus // method.num_gpus))
@@ -42,13 +56,17 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
         actor_gpus = method.num_gpus
     else:
         budget = max(cluster_cpus - task_cpus, cluster_cpus / 2)
-        actor_cpus = min(method.num_cpus, budget)
+        actor_cpus = min(method.num_cpus, budget, SMALL_CLUSTER_SHARE if small else budget)
         pool = actors or max(1, int(math.floor(budget / 2 / actor_cpus)) if cluster_cpus > 2 else 1)
         if pool * actor_cpus > budget:  # user asked for more actors than fit: shrink their share
             actor_cpus = budget / pool
         actor_gpus = 0.0
+    batch = batch_size or method.batch_size
+    if batch_size is None and method.num_gpus == 0 and n_rows:
+        # Bigger batches, but each actor still gets at least two of them.
+        batch = max(batch, min(CPU_METHOD_MIN_BATCH, math.ceil(n_rows / (2 * pool))))
     pool = max(1, min(pool, math.ceil(n_rows / batch))) if n_rows else 1
-    # Blocks of one batch spread work over the pool; very large manifests get bigger blocks.
-    rows_per_block = max(batch, math.ceil(n_rows / 2000)) if n_rows else batch
+    # Blocks of one batch spread work over the pool; very large manifests get blocks of several.
+    rows_per_block = batch * math.ceil(max(batch, math.ceil(n_rows / MAX_BLOCKS)) / batch) if n_rows else batch
     return ResourcePlan(actors=pool, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
                         task_cpus=task_cpus, batch_size=batch, rows_per_block=rows_per_block)

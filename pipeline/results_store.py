@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -60,16 +61,23 @@ class ResultsStore:
         parts = self.parts()
         if not parts:
             return None
-        tables = []
-        for order, part in enumerate(parts):
-            table = pq.read_table(part)
-            tables.append(table.append_column("_part", pa.array([order] * len(table), pa.int32())))
+        tables = [pq.read_table(part) for part in parts]
+        sizes = [len(t) for t in tables]
         table = pa.concat_tables(tables, promote_options="permissive")
-        newest = table.group_by(schema.ID).aggregate([("_part", "max")])
-        table = table.join(newest, keys=schema.ID)
-        table = table.filter(pc.equal(table["_part"], table["_part_max"]))
+        del tables
+        keep = None
+        if pc.count_distinct(table[schema.ID]).as_py() < len(table):  # an id in several parts
+            # Only the keys take part in the join (it copies what it joins, in its own order).
+            keys = pa.table({schema.ID: table[schema.ID],
+                             "_part": pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), sizes)),
+                             "_index": pa.array(np.arange(len(table), dtype=np.int64))})
+            newest = keys.group_by(schema.ID).aggregate([("_part", "max")])
+            keys = keys.join(newest, keys=schema.ID)
+            keep = keys.filter(pc.equal(keys["_part"], keys["_part_max"]))["_index"]
         order = [(schema.ROW, "ascending"), (schema.VARIANT, "ascending"), (schema.ID, "ascending")]
-        return table.drop_columns(["_part", "_part_max"]).sort_by(order)
+        selected = table if keep is None else table.select([schema.ROW, schema.VARIANT, schema.ID]).take(keep)
+        rank = pc.sort_indices(selected, sort_keys=order)
+        return table.take(rank if keep is None else pc.take(keep, rank))
 
     def _next_name(self) -> str:
         if self._seq is None:

@@ -33,7 +33,18 @@ def test_gpu_plan_uses_one_actor_per_gpu_share():
 def test_small_jobs_do_not_start_idle_actors_and_blocks_spread():
     plan = plan_resources(64, 0, MethodResources(batch_size=8), n_rows=10)
     assert plan.actors == 2 and plan.rows_per_block == 8
-    assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=100_000).rows_per_block == 50
+    big = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=100_000)
+    assert big.batch_size == 32 and big.rows_per_block == 224  # whole batches, at most 500 blocks
+
+
+def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
+    two = plan_resources(2, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000)
+    assert (two.actors, two.actor_cpus, two.task_cpus, two.batch_size) == (1, 0.5, 0.5, 32)
+    big = plan_resources(32, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000)
+    assert (big.actor_cpus, big.task_cpus) == (1, 1)
+    assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000, batch_size=8).batch_size == 8
+    gpu = plan_resources(16, 2, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=5000)
+    assert (gpu.actors, gpu.batch_size, gpu.rows_per_block) == (2, 4, 12)  # 3 batches: 417 blocks
 
 
 def _rows(ids, status="ok", hash_="h"):
