@@ -81,8 +81,8 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
     Cropping is exact: every hole pixel keeps all its neighbours (the crop has
     a one-pixel known ring except where it meets the image edge).
     """
-    idx, d, we, ws, b, dense32 = dense.build_fine(hole, image, generated, y0, x0, h, w)
-    d, we, ws = d.reshape(-1), we.reshape(-1), ws.reshape(-1)
+    idx, dense32, b = dense.build_fine(hole, image, generated, y0, x0, h, w)
+    d, we, ws = (v.reshape(-1) for v in dense32[:3])
     coupled, isolated = kernels.split_isolated(idx, w + 2, we, ws)
     if coupled.size:
         h_planes = solve(Level(h, w, coupled, d, we, ws, dense32), b, MAX_ERROR)
@@ -91,5 +91,5 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
     # Isolated pixels (no unknown neighbour): d_p h_p = b_p exactly.  The dense
     # iteration solves them too; the exact value also covers the direct fallback.
     flat = h_planes.reshape(h_planes.shape[0], -1)
-    flat[:, isolated] = b.reshape(b.shape[0], -1)[:-1, isolated] / d[isolated]
+    flat[:, isolated] = b.reshape(b.shape[0], -1)[:-1, isolated] / d[isolated].astype(np.float64)
     return h_planes

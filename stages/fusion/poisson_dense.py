@@ -122,31 +122,49 @@ def _weight(j, n):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _restrict_row(res, bc, yf, hf, wf, crow):  # pragma: no cover - jit
-    """Add P^T of one fine residual row (res [C, Wp], unpadded fine row yf) into bc."""
+def _coarse_span(lo, hi, wc):  # pragma: no cover - jit
+    """Coarse columns [c0, c1) whose hats touch the fine padded columns [lo, hi)."""
+    return max((lo - 2) // 2, 0), min((hi - 1) // 2 + 1, wc)
+
+
+@nb.njit(**_JIT)
+def _restrict_row(res, bc, yf, hf, wf, lo, hi, crow, tmp):  # pragma: no cover - jit
+    """Add P^T of one fine residual row (res [C, Wp], zero outside the padded columns
+    [lo, hi); unpadded fine row yf) into bc."""
+    if hi <= lo:
+        return
     nc = res.shape[0]
     wc = (wf + 1) // 2
+    c0, c1 = _coarse_span(lo, hi, wc)
+    f0, f1 = 2 * c0 + 1, 2 * c1
     half = np.float32(0.5)
     for c in range(nc):
         rc = res[c]
-        for xc in range(wc):  # padded 2xc+1 is the even fine x; 2xc, 2xc+2 its odd neighbours
-            crow[c, xc] = rc[2 * xc + 1] + half * (rc[2 * xc] + rc[2 * xc + 2])
-        if wf % 2 == 0:  # odd last column: one parent, full weight
-            crow[c, wc - 1] += half * rc[wf]
+        rm, rl, rr = rc[f0:f1], rc[f0 - 1:f1 - 1], rc[f0 + 1:f1 + 1]
+        for k in range(f1 - f0):  # horizontal hat at full resolution (vectorises) ...
+            tmp[k] = rm[k] + half * (rl[k] + rr[k])
+        row = crow[c]
+        for xc in range(c1 - c0):  # ... then every other column
+            row[xc] = tmp[2 * xc]
+        if wf % 2 == 0 and c1 == wc:  # odd last column: one parent, full weight
+            row[wc - 1 - c0] += half * rc[wf]
     yc = yf >> 1
     if yf & 1 == 0:
         for c in range(nc):
-            for xc in range(wc):
-                bc[c, yc + 1, xc + 1] += crow[c, xc]
+            out, row = bc[c, yc + 1, c0 + 1:c1 + 1], crow[c]
+            for xc in range(c1 - c0):
+                out[xc] += row[xc]
     else:
         wlo = _weight(yf, hf)
         for c in range(nc):
-            for xc in range(wc):
-                bc[c, yc + 1, xc + 1] += wlo * crow[c, xc]
+            out, row = bc[c, yc + 1, c0 + 1:c1 + 1], crow[c]
+            for xc in range(c1 - c0):
+                out[xc] += wlo * row[xc]
         if yf + 1 < hf:
             for c in range(nc):
-                for xc in range(wc):
-                    bc[c, yc + 2, xc + 1] += half * crow[c, xc]
+                out, row = bc[c, yc + 2, c0 + 1:c1 + 1], crow[c]
+                for xc in range(c1 - c0):
+                    out[xc] += half * row[xc]
 
 
 @nb.njit(**_JIT)
@@ -159,32 +177,54 @@ def _apply_mask(v, mask):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _prolong_row(z, zc, mask, y, crow):  # pragma: no cover - jit
-    """z[:, y] += mask * (P zc) for one padded fine row y."""
+def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
+    """z[:, y] += mask * (P zc) for one padded fine row y, on its columns [lo, hi)."""
+    if hi <= lo:
+        return
     nc, hp, wp = z.shape
     hf, wf = hp - 2, wp - 2
     wc = (wf + 1) // 2
+    c0, c1 = _coarse_span(lo, hi, wc)
+    n = c1 - c0
     half = np.float32(0.5)
     yf = y - 1
     yc = yf >> 1
+    mrow = mask[y, 2 * c0 + 1:2 * c1 + 1]
     for c in range(nc):
-        row = crow[c]
-        if yf & 1 == 0:
-            for xc in range(wc + 1):
-                row[xc] = zc[c, yc + 1, xc + 1]
-        elif yf + 1 < hf:
-            for xc in range(wc + 1):
-                row[xc] = half * (zc[c, yc + 1, xc + 1] + zc[c, yc + 2, xc + 1])
+        row = crow[c]  # coarse columns c0 .. c1 (one past: the right neighbour)
+        lower = zc[c, yc + 1, c0 + 1:c1 + 2]
+        if yf & 1 == 0 or yf + 1 >= hf:  # even row, or odd last row (one parent)
+            for xc in range(n + 1):
+                row[xc] = lower[xc]
         else:
-            for xc in range(wc + 1):
-                row[xc] = zc[c, yc + 1, xc + 1]
-        zr = z[c, y]
-        for xc in range((wf + 1) // 2):  # even fine x = 2 xc
-            zr[2 * xc + 1] += mask[y, 2 * xc + 1] * row[xc]
-        for xc in range(wf // 2):  # odd fine x = 2 xc + 1
-            zr[2 * xc + 2] += mask[y, 2 * xc + 2] * half * (row[xc] + row[xc + 1])
-        if wf % 2 == 0:  # odd last column: one parent, full weight
-            zr[wf] += mask[y, wf] * half * (row[wc - 1] - row[wc])
+            upper = zc[c, yc + 2, c0 + 1:c1 + 2]
+            for xc in range(n + 1):
+                row[xc] = half * (lower[xc] + upper[xc])
+        for xc in range(n):  # fine padded 2(c0+xc)+1 (even x) and the odd x after it
+            tmp[2 * xc] = row[xc]
+            tmp[2 * xc + 1] = half * (row[xc] + row[xc + 1])
+        if wf % 2 == 0 and c1 == wc:  # odd last column: one parent, full weight
+            tmp[2 * n - 1] = row[n - 1]
+        zr = z[c, y, 2 * c0 + 1:2 * c1 + 1]
+        for k in range(2 * n):
+            zr[k] += mrow[k] * tmp[k]
+
+
+@nb.njit(**_JIT)
+def _stencil9_row(z, r, a, c, y, lo, hi, out, with_centre):  # pragma: no cover - jit
+    """out[k] = r - sum_s a_s z_s at padded (y, lo + k); the centre term only if with_centre.
+
+    One loop over all eight (or nine) terms: 1.8x faster than a loop per slot.
+    """
+    a0, a1, a2, a3 = a[0, y, lo:hi], a[1, y, lo:hi], a[2, y, lo:hi], a[3, y, lo:hi]
+    a4, a5, a6, a7, a8 = a[4, y, lo:hi], a[5, y, lo:hi], a[6, y, lo:hi], a[7, y, lo:hi], a[8, y, lo:hi]
+    rr = r[c, y, lo:hi]
+    zn, zm, zs = z[c, y - 1, lo - 1:hi + 1], z[c, y, lo - 1:hi + 1], z[c, y + 1, lo - 1:hi + 1]
+    centre = np.float32(1.0) if with_centre else np.float32(0.0)
+    for k in range(hi - lo):
+        out[k] = rr[k] - (a0[k] * zn[k] + a1[k] * zn[k + 1] + a2[k] * zn[k + 2]
+                          + a3[k] * zm[k] + centre * a4[k] * zm[k + 1] + a5[k] * zm[k + 2]
+                          + a6[k] * zs[k] + a7[k] * zs[k + 1] + a8[k] * zs[k + 2])
 
 
 @nb.njit(**_JIT)
@@ -192,26 +232,15 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
     """Gauss-Seidel on row y's points of column parity px (unpadded x), within [lo, hi).
 
     The 9-point update is evaluated for the whole extent (vectorised), then
-    stored at every other point.
+    stored at every other point (a strided loop does not vectorise: 3x slower).
     """
     nc, hp, wp = z.shape
-    n = hi - lo
     first = (lo - 1 - px) & 1  # offset of the first point of parity px
     iv = inv[y, lo:hi]
     for c in range(nc):
-        bb = b[c, y, lo:hi]
-        for k in range(n):
-            tmp[k] = bb[k]
-        for s in range(9):
-            if s != 4:
-                dy = s // 3 - 1
-                dx = s % 3 - 1
-                arow = a[s, y, lo:hi]
-                zrow = z[c, y + dy, lo + dx:hi + dx]
-                for k in range(n):
-                    tmp[k] -= arow[k] * zrow[k]
+        _stencil9_row(z, b, a, c, y, lo, hi, tmp, False)
         zo = z[c, y, lo:hi]
-        for k in range(first, n, 2):
+        for k in range(first, hi - lo, 2):
             zo[k] = tmp[k] * iv[k]
 
 
@@ -250,8 +279,9 @@ def step_presmooth_restrict(r, p, alpha, z, d, we, ws, inv_r, inv_b, ext, bc, cm
         if 2 <= y < hp:
             _black_from_zero(z, r, we, ws, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if restrict and 3 <= y:
-            _residual5_row(z, r, d, we, ws, y - 2, ext[y - 2, 0], ext[y - 2, 1], res)
-            _restrict_row(res, bc, y - 3, hf, wf, crow)
+            lo, hi = ext[y - 2, 0], ext[y - 2, 1]
+            _residual5_row(z, r, d, we, ws, y - 2, lo, hi, res)
+            _restrict_row(res, bc, y - 3, hf, wf, lo, hi, crow, tmp)
     if restrict:
         _apply_mask(bc, cmask)
     rmax[:] = rbits.view(np.float32)
@@ -271,7 +301,7 @@ def prolong_postsmooth_dot(z, zc, r, d, we, ws, inv_r, inv_b, mask, ext, dots, c
         dots[c] = 0.0
     for y in range(1, hp + 1):
         if coarse and y < hp - 1:
-            _prolong_row(z, zc, mask, y, crow)
+            _prolong_row(z, zc, mask, y, ext[y, 0], ext[y, 1], crow, tmp)
         if 2 <= y < hp:
             _gs5_row(z, r, d, we, ws, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if 3 <= y:
@@ -379,7 +409,7 @@ def gs9_sweep(z, b, a, inv, ext, reverse, tmp):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def residual_restrict9(z, r, a, ext, bc, cmask, res, crow):  # pragma: no cover - jit
+def residual_restrict9(z, r, a, ext, bc, cmask, res, crow, tmp):  # pragma: no cover - jit
     """bc = P^T (r - A z) from a 9-point level, zero off the coarse unknowns."""
     nc, hp, wp = z.shape
     hf, wf = hp - 2, wp - 2
@@ -390,25 +420,16 @@ def residual_restrict9(z, r, a, ext, bc, cmask, res, crow):  # pragma: no cover 
             out = res[c]
             out[:lo] = 0.0
             out[hi:] = 0.0
-            o, rr = out[lo:hi], r[c, y, lo:hi]
-            for k in range(hi - lo):
-                o[k] = rr[k]
-            for s in range(9):
-                dy = s // 3 - 1
-                dx = s % 3 - 1
-                arow = a[s, y, lo:hi]
-                zrow = z[c, y + dy, lo + dx:hi + dx]
-                for k in range(hi - lo):
-                    o[k] -= arow[k] * zrow[k]
-        _restrict_row(res, bc, y - 1, hf, wf, crow)
+            _stencil9_row(z, r, a, c, y, lo, hi, out[lo:hi], True)
+        _restrict_row(res, bc, y - 1, hf, wf, lo, hi, crow, tmp)
     _apply_mask(bc, cmask)
 
 
 @nb.njit(**_JIT)
-def prolong(z, zc, mask, crow):  # pragma: no cover - jit
+def prolong(z, zc, mask, ext, crow, tmp):  # pragma: no cover - jit
     """z += mask * (P zc): bilinear from the coarse grid (zero off its unknowns)."""
     for y in range(1, z.shape[1] - 1):
-        _prolong_row(z, zc, mask, y, crow)
+        _prolong_row(z, zc, mask, y, ext[y, 0], ext[y, 1], crow, tmp)
 
 
 @nb.njit(**_JIT)
@@ -465,16 +486,20 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
     count: Neumann at the image edge), w = 1 towards unknown neighbours, and
     b_p = sum over its known neighbours of image - generated (the Dirichlet
     data of h); plane C of b is 1 on the unknowns (the bound problem A v = 1).
+    Every value is a small integer, exact in float32.
     Returns the padded flat positions of the unknowns (raster order), the
-    float64 stencil (d, we, ws) and b planes, and the float32 stencil with the
-    red / black inverse diagonals and the unknown mask.
+    stencil (d, we, ws), b planes, the red / black inverse diagonals and the
+    unknown mask, all float32 [Hp, Wp].
     """
     nc = image.shape[2]
     hp, wp = h + 2, w + 2
-    d64 = np.zeros((hp, wp))
-    we64 = np.zeros((hp, wp))
-    ws64 = np.zeros((hp, wp))
-    b = np.zeros((nc + 1, hp, wp))
+    d = np.zeros((hp, wp), np.float32)
+    we = np.zeros((hp, wp), np.float32)
+    ws = np.zeros((hp, wp), np.float32)
+    inv_r = np.zeros((hp, wp), np.float32)
+    inv_b = np.zeros((hp, wp), np.float32)
+    mask = np.zeros((hp, wp), np.float32)
+    b = np.zeros((nc + 1, hp, wp), np.float32)
     idx = np.empty(h * w, np.int64)
     k = 0
     for y in range(h):
@@ -484,36 +509,29 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
             py, px = y + 1, x + 1
             idx[k] = py * wp + px
             k += 1
-            deg = 0.0
+            deg = 0
             for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
                 yy, xx = y + dy, x + dx
                 if yy < 0 or yy >= h or xx < 0 or xx >= w:
                     continue
-                deg += 1.0
+                deg += 1
                 if hole[y0 + yy, x0 + xx]:
                     if dx == 1:
-                        we64[py, px] = 1.0
+                        we[py, px] = 1.0
                     elif dy == 1:
-                        ws64[py, px] = 1.0
+                        ws[py, px] = 1.0
                 else:
                     for c in range(nc):
-                        b[c, py, px] += (float(image[y0 + yy, x0 + xx, c])
-                                         - float(generated[y0 + yy, x0 + xx, c]))
-            d64[py, px] = deg
+                        b[c, py, px] += (np.float32(image[y0 + yy, x0 + xx, c])
+                                         - np.float32(generated[y0 + yy, x0 + xx, c]))
+            d[py, px] = deg
+            mask[py, px] = 1.0
+            if (py + px) & 1 == 0:
+                inv_r[py, px] = np.float32(1.0) / deg
+            else:
+                inv_b[py, px] = np.float32(1.0) / deg
             b[nc, py, px] = 1.0
-    d = d64.astype(np.float32)
-    inv_r = np.zeros((hp, wp), np.float32)
-    inv_b = np.zeros((hp, wp), np.float32)
-    for y in range(hp):
-        for x in range(wp):
-            if d64[y, x] != 0.0:
-                if (y + x) & 1 == 0:
-                    inv_r[y, x] = 1.0 / d64[y, x]
-                else:
-                    inv_b[y, x] = 1.0 / d64[y, x]
-    mask = (d64 != 0.0).astype(np.float32)
-    return (idx[:k].copy(), d64, we64, ws64, b,
-            (d, we64.astype(np.float32), ws64.astype(np.float32), inv_r, inv_b, mask))
+    return idx[:k].copy(), (d, we, ws, inv_r, inv_b, mask), b
 
 
 @nb.njit(**_JIT)
@@ -532,3 +550,46 @@ def scatter_result(hole, y0, x0, h_planes, generated, out, as_float):  # pragma:
                         v = np.rint(v)
                         v = 0.0 if v < 0.0 else (255.0 if v > 255.0 else v)
                     out[y0 + y, x0 + x, c] = v
+
+
+@nb.njit(**_JIT)
+def copy_rows(src, dst, ext):  # pragma: no cover - jit
+    """dst[c] = src[c] (any float types) on every row's extent; dst stays as it is elsewhere."""
+    nc, hp, wp = dst.shape
+    for c in range(nc):
+        for y in range(hp):
+            s, t = src[c, y, ext[y, 0]:ext[y, 1]], dst[c, y, ext[y, 0]:ext[y, 1]]
+            for k in range(s.shape[0]):
+                t[k] = s[k]
+
+
+@nb.njit(**_JIT)
+def zero_rows(v, ext):  # pragma: no cover - jit
+    """v[c] = 0 on every row's extent (the vectors are zero elsewhere anyway)."""
+    nc, hp, wp = v.shape
+    for c in range(nc):
+        for y in range(hp):
+            v[c, y, ext[y, 0]:ext[y, 1]] = 0.0
+
+
+@nb.njit(**_JIT)
+def plane_absmax(v, ext, out):  # pragma: no cover - jit
+    """out[c] = max |v[c]| (float32 planes) over the row extents."""
+    nc, hp, wp = v.shape
+    bits = np.zeros(nc, np.int32)
+    for c in range(nc):
+        for y in range(hp):
+            bits[c] = max(bits[c], _absmax_bits32(v[c, y, ext[y, 0]:ext[y, 1]]))
+    out[:] = bits.view(np.float32)
+
+
+@nb.njit(**_JIT)
+def planes9(a, hp, wp):  # pragma: no cover - jit
+    """[npad, 9] float64 stencil rows -> [9, hp, wp] float32 planes (one pass)."""
+    out = np.empty((9, hp, wp), np.float32)
+    for y in range(hp):
+        for x in range(wp):
+            p = y * wp + x
+            for s in range(9):
+                out[s, y, x] = a[p, s]
+    return out

@@ -29,8 +29,8 @@ BOUND_GOOD = 0.5  # stop refining v once m = min(A v) >= this
 
 @dataclass
 class Level:
-    """The fine grid: padded 5-point operator (flat float64 views, see poisson_mg for the
-    layout) and its float32 dense copy (d, we, ws, inv_r, inv_b, mask; see poisson_dense)."""
+    """The fine grid: padded 5-point operator (d, we, ws: flat views, see poisson_mg for the
+    layout) and its dense planes (d, we, ws, inv_r, inv_b, mask; see poisson_dense), float32."""
 
     h: int
     w: int
@@ -133,7 +133,7 @@ def sparse_operator(lev: Level) -> sp.csr_matrix:
         rows += [i, j]
         cols += [j, i]
         vals += [v, v]
-    a = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+    a = sp.coo_matrix((np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n))
     return a.tocsr()
 
@@ -144,7 +144,6 @@ class DenseLevels:
     def __init__(self, hier: Hierarchy) -> None:
         f = hier.fine
         self.shape = (f.h + 2, f.w + 2)
-        self.d64, self.we64, self.ws64 = (v.reshape(self.shape) for v in (f.d, f.we, f.ws))
         self.d, self.we, self.ws, self.inv_r, self.inv_b, self.mask = f.dense32
         self.ext = dn.row_extents(self.mask)
         self.coarse: list[CoarsePlanes] = []
@@ -152,8 +151,8 @@ class DenseLevels:
             cshape = (lev.h + 2, lev.w + 2)
             mask = (lev.a[:, 4] != 0).reshape(cshape).astype(np.float32)
             self.coarse.append(CoarsePlanes(
-                np.ascontiguousarray(lev.a.T.reshape((9,) + cshape).astype(np.float32)),
-                lev.inv.reshape(cshape).astype(np.float32), mask, dn.row_extents(mask), lev.idx))
+                dn.planes9(lev.a, *cshape), lev.inv.reshape(cshape).astype(np.float32), mask,
+                dn.row_extents(mask), lev.idx))
         self.chol = hier.coarse_chol
 
 
@@ -210,11 +209,11 @@ def dense_coarse_cycle(lv: DenseLevels, wk: DenseWork) -> None:
         dn.gs9_sweep(x, b, lev.a, lev.inv, lev.ext, False, wk.tmp)
         if i < last:
             dn.residual_restrict9(x, b, lev.a, lev.ext, wk.cb[i + 1], lv.coarse[i + 1].mask,
-                                  wk.res, wk.crow)
+                                  wk.res, wk.crow, wk.tmp)
     for i in range(last - 1 if exact_last else last, -1, -1):
         lev = lv.coarse[i]
         if i < last:
-            dn.prolong(wk.cx[i], wk.cx[i + 1], lev.mask, wk.crow)
+            dn.prolong(wk.cx[i], wk.cx[i + 1], lev.mask, lev.ext, wk.crow, wk.tmp)
         dn.gs9_sweep(wk.cx[i], wk.cb[i], lev.a, lev.inv, lev.ext, True, wk.tmp)
 
 
@@ -233,8 +232,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
     A last plane that reaches its goal first is dropped from the passes
     (the bound plane: it needs far less accuracy than the channels).
     """
-    wk.x[:] = 0.0
-    wk.p[:] = 0.0
+    dn.zero_rows(wk.x, lv.ext)  # p may keep old values: the first step multiplies it by 0
     goal = goal.astype(np.float32)
     work, nc = wk, wk.nc
     alpha = np.zeros(nc, np.float32)
@@ -289,21 +287,24 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
     Returns the planar float64 solution [3, Hp, Wp] and whether it is certified.
     """
     lv = DenseLevels(hier)
-    x64 = np.zeros_like(b)
-    r64 = b.copy()
-    rmax = np.abs(r64).reshape(NPLANES, -1).max(axis=1)
+    x64 = np.zeros(b.shape)
+    r64 = b  # the residual of x64 = 0; replaced by a float64 array after the first round
+    rmax = np.zeros(NPLANES)
+    dn.plane_absmax(b, lv.ext, rmax)
     wk = DenseWork(lv, NPLANES)
     m, vmax, nc = 0.0, 0.0, NPLANES
     for _ in range(MAX_ROUNDS):
         work = wk if nc == NPLANES else wk.planes(nc)
-        work.r[:] = r64[:nc]
+        dn.copy_rows(r64[:nc], work.r, lv.ext)
         goal = INNER_REDUCTION * rmax[:nc]
         if nc == NPLANES:  # the bound only needs m = 1 - max|1 - A v| near 1
             goal[-1] = BOUND_RESIDUAL
         elif m > 0.0:  # no need to go further than the certificate asks
             goal = np.maximum(goal, CERT_MARGIN * max_error * m / vmax)
         inner_pcg(lv, work, goal, MAX_INNER)
-        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d64, lv.we64, lv.ws64, lv.ext,
+        if r64 is b:
+            r64 = np.zeros(b.shape)
+        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.we, lv.ws, lv.ext,
                               r64[:nc], rmax[:nc])
         if nc == NPLANES:
             m, vmax = 1.0 - rmax[-1], max(float(x64[-1].max()), 0.0)
@@ -317,7 +318,7 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
 def solve_direct(fine: Level, b: np.ndarray) -> np.ndarray:
     """Sparse direct fallback (used only if the iteration fails); planes in and out."""
     x = np.zeros((b.shape[0] - 1, fine.npad))
-    rhs = b.reshape(b.shape[0], -1)[:-1, fine.idx].T
+    rhs = b.reshape(b.shape[0], -1)[:-1, fine.idx].T.astype(np.float64)
     sol = spla.spsolve(sparse_operator(fine).tocsc(), rhs)
     x[:, fine.idx] = np.reshape(sol, (fine.idx.size, b.shape[0] - 1)).T
     return x.reshape((b.shape[0] - 1, fine.h + 2, fine.w + 2))
@@ -329,7 +330,7 @@ def solve(fine: Level, b: np.ndarray, max_error: float) -> np.ndarray:
     try:
         hier = build_hierarchy(fine)
         if not hier.coarse and hier.coarse_chol is not None:  # tiny: direct Cholesky
-            x = np.zeros_like(b[:-1])
+            x = np.zeros(b[:-1].shape)
             dn.cho_solve_planar(hier.coarse_chol, fine.idx, b[:-1], x)
             return x
         x, ok = refine(hier, b, max_error)
