@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from stages.imageio import declared_pixels
 from workers.base import MethodResources
 
 # On machines this small, whole-CPU shares leave one task running beside an actor that is mostly
@@ -16,8 +17,12 @@ from workers.base import MethodResources
 SMALL_CLUSTER_CPUS = 4
 SMALL_CLUSTER_SHARE = 0.5
 # A CPU-only method loops over its rows, so a bigger batch costs it nothing and spreads Ray Data's
-# per-batch cost (task scheduling, block conversion) over more rows.
-CPU_METHOD_MIN_BATCH = 32
+# per-batch cost (task scheduling, block conversion) over more rows: up to 128 rows, as long as a
+# batch's pixels stay under 64 MiB (about 16 bytes per pixel travel: image, hole, ground truth,
+# generated, result), so large photos keep the method's own batch.
+CPU_METHOD_MAX_BATCH = 128
+BATCH_PIXEL_BYTES = 64 * 1024 * 1024
+BYTES_PER_PIXEL = 16
 # Very large manifests get bigger blocks: the driver holds every input block from the start (about
 # 35 KB each beyond its rows, measured: 1,563 blocks of 64 rows cost it 53 MiB, 391 of 256 nothing).
 MAX_BLOCKS = 500
@@ -36,13 +41,15 @@ class ResourcePlan:
 
 
 def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResources,
-                   n_rows: int, actors: int | None = None, batch_size: int | None = None) -> ResourcePlan:
+                   n_rows: int, actors: int | None = None, batch_size: int | None = None,
+                   pixels_per_row: int | None = None) -> ResourcePlan:
     """Half the CPUs (at least one, never all) go to CPU method actors, the rest to tasks.
 
     GPU methods get one actor per `num_gpus` share of the cluster's GPUs, with one CPU each where
     that still leaves CPU for the tasks. On small machines (<= 4 CPUs) tasks and CPU actors take
-    half a CPU each. CPU-only methods get batches of at least 32 rows unless that would leave
-    actors idle on a small job.
+    half a CPU each. CPU-only methods get batches of up to 128 rows (fewer when that would leave
+    actors idle on a small job, or when `pixels_per_row`, the largest image in a sample of the
+    manifest, makes a batch heavier than 64 MiB), never fewer than the method's own.
     """
     if cluster_cpus <= 0:
         raise ValueError("the Ray cluster reports no CPUs")
@@ -64,9 +71,17 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
     batch = batch_size or method.batch_size
     if batch_size is None and method.num_gpus == 0 and n_rows:
         # Bigger batches, but each actor still gets at least two of them.
-        batch = max(batch, min(CPU_METHOD_MIN_BATCH, math.ceil(n_rows / (2 * pool))))
+        fits = BATCH_PIXEL_BYTES // (BYTES_PER_PIXEL * pixels_per_row) if pixels_per_row else 0  # unknown: keep it
+        batch = max(batch, min(CPU_METHOD_MAX_BATCH, fits, math.ceil(n_rows / (2 * pool))))
     pool = max(1, min(pool, math.ceil(n_rows / batch))) if n_rows else 1
     # Blocks of one batch spread work over the pool; very large manifests get blocks of several.
     rows_per_block = batch * math.ceil(max(batch, math.ceil(n_rows / MAX_BLOCKS)) / batch) if n_rows else batch
     return ResourcePlan(actors=pool, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
                         task_cpus=task_cpus, batch_size=batch, rows_per_block=rows_per_block)
+
+
+def sample_pixels(image_uris: list[str]) -> int | None:
+    """The largest declared width × height among these images (headers only), None if none opens:
+    enough to size batches, cheap enough to run on the driver before the job starts."""
+    sizes = [declared_pixels(uri) for uri in image_uris]
+    return max((size for size in sizes if size), default=None)

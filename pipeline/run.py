@@ -21,7 +21,7 @@ from manifests.io import read_manifest
 from manifests.validate import ValidatedManifest, validate_manifest
 from pipeline.config import RunConfig
 from pipeline.outputs import IMAGES_SUBDIR
-from pipeline.resources import ResourcePlan, plan_resources
+from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
 from pipeline.results_store import ResultsStore, write_parquet_atomic
 from pipeline.scoring import resolve_scoring
 from stages.load import LoadConfig
@@ -222,7 +222,8 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
     try:
         resources = ray.cluster_resources()
         plan = plan_resources(resources.get("CPU", 1), resources.get("GPU", 0), method_cls.resources,
-                              len(todo), config.actors, config.batch_size)
+                              len(todo), config.actors, config.batch_size,
+                              pixels_per_row=sample_pixels(todo[schema.IMAGE].slice(0, 8).to_pylist()))
         progress(f"running {config.method} on {len(todo)} row(s): {plan.actors} actor(s) × "
                  f"{plan.actor_cpus:g} CPU{f' + {plan.actor_gpus:g} GPU' if plan.actor_gpus else ''}, "
                  f"batch {plan.batch_size}, fusion {config.fusion}")

@@ -53,6 +53,17 @@ def read_bytes(uri: str, name: str | None = None) -> bytes:
     return data
 
 
+def declared_pixels(uri: str) -> int | None:
+    """Width × height from a local image's header (nothing decoded); None when it cannot be read."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    try:
+        with Image.open(uri.removeprefix("file://")) as image:
+            return image.size[0] * image.size[1]
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))

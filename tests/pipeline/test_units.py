@@ -33,13 +33,19 @@ def test_gpu_plan_uses_one_actor_per_gpu_share():
 def test_small_jobs_do_not_start_idle_actors_and_blocks_spread():
     plan = plan_resources(64, 0, MethodResources(batch_size=8), n_rows=10)
     assert plan.actors == 2 and plan.rows_per_block == 8
-    big = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=100_000)
-    assert big.batch_size == 32 and big.rows_per_block == 224  # whole batches, at most 500 blocks
+    big = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=100_000, pixels_per_row=64 * 64)
+    assert big.batch_size == 128 and big.rows_per_block == 256  # whole batches, at most 500 blocks
 
 
 def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
-    two = plan_resources(2, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000)
-    assert (two.actors, two.actor_cpus, two.task_cpus, two.batch_size) == (1, 0.5, 0.5, 32)
+    two = plan_resources(2, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000, pixels_per_row=64 * 64)
+    assert (two.actors, two.actor_cpus, two.task_cpus, two.batch_size) == (1, 0.5, 0.5, 128)
+    # Batches of big images stay under 64 MiB of pixels, but never below the method's own batch;
+    # unknown sizes keep the method's batch.
+    sizes = {side: plan_resources(2, 0, MethodResources(batch_size=8), 5000, pixels_per_row=side * side).batch_size
+             for side in (256, 512, 4000)}
+    assert sizes == {256: 64, 512: 16, 4000: 8}
+    assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000).batch_size == 8
     big = plan_resources(32, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000)
     assert (big.actor_cpus, big.task_cpus) == (1, 1)
     assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000, batch_size=8).batch_size == 8
