@@ -5,6 +5,7 @@ All Ray wiring lives here; each step is a pure batch function from `stages/` or 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import pyarrow as pa
@@ -74,6 +75,16 @@ def build_graph(table: pa.Table, plan: ResourcePlan, method: str, method_config:
     Dead actors are restarted and their batches retried (ACTOR_RESTARTS, ACTOR_TASK_RETRIES); every
     stage is safe to retry: writes are atomic and results are keyed by id.
     """
+    with warnings.catch_warnings():
+        # Ray 2.60 takes retry and restart limits only as extra remote args, which it flags as
+        # deprecated (for 2.64) without a named replacement yet; the limits are deliberate.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return _build(table, plan, method, method_config, fusion, load_config, out_dir, output_format,
+                      score_config)
+
+
+def _build(table: pa.Table, plan: ResourcePlan, method: str, method_config: Any, fusion: str,
+           load_config: LoadConfig, out_dir: str, output_format: str, score_config: ScoreConfig) -> ray.data.Dataset:
     ds = input_dataset(table, plan.rows_per_block)
     ds = ds.map_batches(load_batch, fn_kwargs={"config": load_config}, batch_size=plan.batch_size,
                         batch_format="numpy", num_cpus=plan.task_cpus, max_retries=TASK_RETRIES)

@@ -4,6 +4,7 @@ Pixels stop here: the rows that go on to the driver carry only paths, metrics an
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -37,6 +38,24 @@ def image_path(images_dir: Path, row_id: str, variant: int, fmt: str = "png") ->
 
 IMAGES_SUBDIR = "images"
 
+# Write errors that mean the output storage itself is unusable: every later write would fail too,
+# so the driver stops the run on the first one (pipeline/run.py) instead of turning the rest of the
+# job into error rows. Other write errors stay per-row.
+STORAGE_FAILURES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                    errno.EROFS: "read-only file system"}
+
+
+def write_error(target: Path, exc: OSError) -> str:
+    """The `error` of a row whose image could not be written; names the file and the cause."""
+    return f"write {target}: {STORAGE_FAILURES.get(exc.errno) or exc.strerror or exc}"
+
+
+def storage_failure(error: str | None) -> str | None:
+    """The storage failure (e.g. "no space left on device") a row's `error` reports, if any."""
+    if not error or not error.startswith("write "):
+        return None
+    return next((reason for reason in STORAGE_FAILURES.values() if error.endswith(f": {reason}")), None)
+
 
 def write_batch(batch: Batch, out_dir: str, output_format: str = "png") -> Batch:
     """Writes result images, adds `output` (path relative to OUT) and `t_write`, drops pixel columns.
@@ -61,7 +80,7 @@ def write_batch(batch: Batch, out_dir: str, output_format: str = "png") -> Batch
                 write_atomic(target, encode_image(batch["result"][i], fmt))
                 path = str(target.relative_to(root))
             except OSError as exc:
-                statuses[i], errors[i] = "error", f"write {target}: {exc.strerror or exc}"
+                statuses[i], errors[i] = "error", write_error(target, exc)
         paths.append(path)
         timings.append(time.perf_counter() - start)
     out = {k: v for k, v in batch.items() if k not in CONSUMED_COLUMNS}

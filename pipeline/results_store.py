@@ -24,14 +24,19 @@ _SUPERSEDES = b"facefill.supersedes"
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    """Write to a temp name in the same folder and rename, so readers never see half a file."""
+    """Write to a temp name in the same folder and rename, so readers never see half a file (a
+    failed write, e.g. on a full disk, removes its temp file and leaves `path` as it was)."""
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class ResultsStore:

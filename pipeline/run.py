@@ -20,7 +20,7 @@ from manifests import schema
 from manifests.io import read_manifest
 from manifests.validate import ValidatedManifest, validate_manifest
 from pipeline.config import RunConfig
-from pipeline.outputs import IMAGES_SUBDIR
+from pipeline.outputs import IMAGES_SUBDIR, STORAGE_FAILURES, storage_failure, write_atomic
 from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
 from pipeline.results_store import ResultsStore, write_parquet_atomic
 from pipeline.scoring import resolve_scoring
@@ -63,6 +63,21 @@ def _exclusive(out: Path) -> Iterator[None]:
         yield
 
 
+STOPPED = ("the run stopped; results written so far are kept: make room (or fix the storage) and rerun "
+           "the same command to resume")
+
+
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """A failed write of run bookkeeping (results part, run.json) becomes a RunError naming the
+    folder and the cause; atomic writes leave nothing half-written behind."""
+    try:
+        yield
+    except OSError as exc:
+        reason = STORAGE_FAILURES.get(exc.errno) or exc.strerror or str(exc)
+        raise RunError(f"cannot write to {folder}: {reason}; {STOPPED}") from exc
+
+
 def _check_writable(folder: Path) -> None:
     probe = folder / ".write-probe"
     try:
@@ -103,7 +118,8 @@ def _result_table(batch: dict[str, np.ndarray], config: RunConfig, manifest: Val
         elif field_.name == schema.CONFIG_HASH:
             values = [config.config_hash()] * n
         else:
-            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            # np.floating too: joining blocks, Ray Data may hand an all-null string column as NaN float32
+            values = [None if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)) else v
                       for v in batch[field_.name].tolist()]
         columns[field_.name] = pa.array(values, field_.type)
     table = pa.table(columns, schema=schema.RESULT_SCHEMA)
@@ -184,8 +200,9 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
         for rejected in manifest.rejected:
             progress(f"rejected manifest row {rejected.row} (id {rejected.id!r}): {rejected.error}")
         if manifest.rejected:
-            write_parquet_atomic(pa.Table.from_pylist([r.__dict__ for r in manifest.rejected]),
-                                 out / "rejected.parquet")
+            with _writing(out):
+                write_parquet_atomic(pa.Table.from_pylist([r.__dict__ for r in manifest.rejected]),
+                                     out / "rejected.parquet")
         if summary.skipped:
             progress(f"resuming: {summary.skipped} id(s) already finished in {out}, {len(todo)} to do")
         started = time.perf_counter()
@@ -195,8 +212,9 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
             plan = _stream(config, method_cls, method_config, scoring.config, manifest, todo, store, summary,
                            progress)
         summary.seconds = time.perf_counter() - started
-        final = store.consolidate()
-        _write_run_json(config, out, summary, plan, started_at, final)
+        with _writing(out):
+            final = store.consolidate()
+            _write_run_json(config, out, summary, plan, started_at, final)
     return summary
 
 
@@ -236,10 +254,11 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
 
         def flush() -> None:
             if pending:
-                store.append(pa.concat_tables(pending))
+                with _writing(store.folder):
+                    store.append(pa.concat_tables(pending))
                 pending.clear()
 
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in _batches_until_ray_gives_up(ds, flush):
             table = _result_table(batch, config, manifest, id_to_index)
             pending.append(table)
             statuses = table[schema.STATUS].to_pylist()
@@ -251,6 +270,13 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                     progress(f"error in row id {row_id!r}: {error}")
                     if len(summary.error_samples) < 20:
                         summary.error_samples.append(f"{row_id}: {error}")
+            failure = next(filter(None, map(storage_failure, table[schema.ERROR].to_pylist())), None)
+            if failure:  # full (or read-only) output storage: every further write would fail too
+                try:
+                    flush()  # keep what finished, if the results folder still takes a part
+                except RunError:
+                    pass  # then the rerun redoes those rows: their images are rewritten atomically
+                raise RunError(f"cannot write to {config.out / IMAGES_SUBDIR}: {failure}; {STOPPED}")
             if sum(len(t) for t in pending) >= config.flush_rows:
                 flush()
             rate = summary.ok / max(1e-9, time.perf_counter() - t0)
@@ -261,6 +287,30 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _batches_until_ray_gives_up(ds, keep_results: Callable[[], None]) -> Iterator[dict[str, np.ndarray]]:
+    """The result batches; when Ray gives up on a batch (its retries spent), keep what finished and
+    stop with a RunError that says what probably happened and how to go on."""
+    import ray
+
+    from pipeline.graph import ACTOR_TASK_RETRIES
+
+    batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except ray.exceptions.RayError as exc:
+            keep_results()
+            cause = (str(exc).strip().splitlines() or [""])[0]
+            raise RunError(
+                f"Ray gave up on a batch: {type(exc).__name__}: {cause}\n"
+                f"If a method actor died on the same batch {ACTOR_TASK_RETRIES + 1} times, one of its rows "
+                "crashes the method or exhausts its memory. The run stopped; results so far are kept and "
+                "a rerun of the same command resumes.") from exc
+        yield batch
 
 
 def _write_run_json(config: RunConfig, out: Path, summary: RunSummary, plan: ResourcePlan | None,
@@ -280,6 +330,4 @@ def _write_run_json(config: RunConfig, out: Path, summary: RunSummary, plan: Res
         "results": counts,
         "resources": plan.__dict__ if plan else None,
     }
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(out / "run.json")
+    write_atomic(out / "run.json", json.dumps(record, indent=2, default=str).encode())

@@ -1,5 +1,6 @@
 """`pipeline run --address` on a real two-node Ray cluster on this machine: work lands on both nodes,
-and a method actor killed mid-run, or the second node lost mid-run, loses and duplicates nothing.
+and a method actor killed mid-run, or the second node lost mid-run, loses and duplicates nothing;
+a batch that kills its actor every time stops the run after a bounded number of retries.
 
 One cluster serves the module (starting one costs 10-25 s); the node-loss test runs last. The
 method is `test-slow` (Telea after a sleep per batch, `sitecustom/`), so kills land mid-run.
@@ -12,8 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from pipeline.graph import ACTOR_TASK_RETRIES
 from tests.pipeline.fault_checks import assert_complete_run, build_manifest
 from tests.pipeline.local_cluster import LocalCluster, RayNode, pipeline_cli, start_cluster
 
@@ -35,10 +38,11 @@ def cluster():
         cluster.stop()
 
 
-def _start_run(cluster: LocalCluster, manifest: Path, out: Path, seconds_per_batch: float) -> subprocess.Popen:
+def _start_run(cluster: LocalCluster, manifest: Path, out: Path, seconds_per_batch: float,
+               *extra: str) -> subprocess.Popen:
     args = ["run", "--manifest", str(manifest), "--out", str(out), "--address", cluster.address,
             "--method", "test-slow", "--method-opt", f"seconds_per_batch={seconds_per_batch}",
-            "--batch-size", str(BATCH)]
+            "--batch-size", str(BATCH), *extra]
     return subprocess.Popen([*pipeline_cli(), *args], env=cluster.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=out.parent)
 
@@ -94,6 +98,18 @@ def test_killed_method_actor_is_restarted_and_nothing_is_lost(tmp_path, bench_de
     assert victim not in head.actor_pids()
     assert "retries remaining" in log  # Ray resubmitted what the dead actor held
     assert_complete_run(out, manifest)
+
+
+def test_a_batch_that_kills_its_actor_every_time_stops_the_run_keeping_results(tmp_path, bench_dev, cluster):
+    manifest, out = build_manifest(tmp_path, bench_dev, rows=12)
+    proc = _start_run(cluster, manifest, out, 0.1, "--method-opt", "crash_on=face-011")
+    log, _ = proc.communicate(timeout=RUN_SECONDS)
+    assert proc.returncode == 2, log[-4000:]
+    assert "error: Ray gave up on a batch" in log and "died on the same batch 5 times" in log
+    assert log.count("retries remaining") >= ACTOR_TASK_RETRIES  # bounded, not forever
+    kept = pq.read_table(out / "results")
+    assert 0 < len(kept) < 12 and "face-011" not in kept["id"].to_pylist()
+    assert len(set(kept["id"].to_pylist())) == len(kept) and set(kept["status"].to_pylist()) == {"ok"}
 
 
 def test_losing_the_second_node_mid_run_loses_nothing(tmp_path, bench_dev, cluster):

@@ -1,4 +1,5 @@
-"""`test-slow`: Telea after a fixed sleep per batch, so fault tests can kill things mid-run.
+"""`test-slow`: Telea after a fixed sleep per batch, so fault tests can kill things mid-run; with
+`crash_on=ID` the batch holding ID kills its actor process every time (a poison row).
 
 Registered in every process of a test cluster (driver and Ray workers) by `sitecustomize.py` beside it,
 which the tests put on PYTHONPATH; the project itself never imports this module.
@@ -21,6 +22,7 @@ CALLS_ENV = "FACEFILL_TEST_SLOW_CALLS"  # a folder: one file per finished batch 
 @dataclass(frozen=True)
 class SlowConfig(OpenCVInpaintConfig):
     seconds_per_batch: float = 0.5  # sleep before each batch call
+    crash_on: str = ""  # an id whose batch kills the actor process every time (a poison row)
 
 
 @register_method(SLOW_METHOD)
@@ -33,6 +35,8 @@ class SlowTelea(TeleaInpaint):
 
     def __call__(self, inputs: MethodInputs) -> MethodOutputs:
         time.sleep(self.config.seconds_per_batch)
+        if self.config.crash_on and self.config.crash_on in inputs.ids:
+            os._exit(1)  # as a segfault or the OOM killer would: no exception, the process is gone
         outputs = super().__call__(inputs)
         if os.environ.get(CALLS_ENV):
             Path(os.environ[CALLS_ENV], f"{os.getpid()}-{time.monotonic_ns()}").touch()
