@@ -211,20 +211,22 @@ def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _stencil9_row(z, r, a, c, y, lo, hi, out, with_centre):  # pragma: no cover - jit
-    """out[k] = r - sum_s a_s z_s at padded (y, lo + k); the centre term only if with_centre.
+def _stencil9_row(z, r, a, y, lo, hi, out, centre):  # pragma: no cover - jit
+    """out[c, k] = r - sum_s a_s z_s at padded (y, lo + k) for every plane c; the centre
+    term is weighted by `centre` (0: the Gauss-Seidel numerator, 1: the residual).
 
-    One loop over all eight (or nine) terms: 1.8x faster than a loop per slot.
+    One loop over all nine terms (1.8x faster than a loop per slot); the
+    coefficient row slices are made once for all planes.
     """
     a0, a1, a2, a3 = a[0, y, lo:hi], a[1, y, lo:hi], a[2, y, lo:hi], a[3, y, lo:hi]
     a4, a5, a6, a7, a8 = a[4, y, lo:hi], a[5, y, lo:hi], a[6, y, lo:hi], a[7, y, lo:hi], a[8, y, lo:hi]
-    rr = r[c, y, lo:hi]
-    zn, zm, zs = z[c, y - 1, lo - 1:hi + 1], z[c, y, lo - 1:hi + 1], z[c, y + 1, lo - 1:hi + 1]
-    centre = np.float32(1.0) if with_centre else np.float32(0.0)
-    for k in range(hi - lo):
-        out[k] = rr[k] - (a0[k] * zn[k] + a1[k] * zn[k + 1] + a2[k] * zn[k + 2]
-                          + a3[k] * zm[k] + centre * a4[k] * zm[k + 1] + a5[k] * zm[k + 2]
-                          + a6[k] * zs[k] + a7[k] * zs[k + 1] + a8[k] * zs[k + 2])
+    for c in range(z.shape[0]):
+        rr, o = r[c, y, lo:hi], out[c]
+        zn, zm, zs = z[c, y - 1, lo - 1:hi + 1], z[c, y, lo - 1:hi + 1], z[c, y + 1, lo - 1:hi + 1]
+        for k in range(hi - lo):
+            o[k] = rr[k] - (a0[k] * zn[k] + a1[k] * zn[k + 1] + a2[k] * zn[k + 2]
+                            + a3[k] * zm[k] + centre * a4[k] * zm[k + 1] + a5[k] * zm[k + 2]
+                            + a6[k] * zs[k] + a7[k] * zs[k + 1] + a8[k] * zs[k + 2])
 
 
 @nb.njit(**_JIT)
@@ -233,15 +235,15 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
 
     The 9-point update is evaluated for the whole extent (vectorised), then
     stored at every other point (a strided loop does not vectorise: 3x slower).
+    tmp: [C, >= hi - lo] scratch.
     """
-    nc, hp, wp = z.shape
     first = (lo - 1 - px) & 1  # offset of the first point of parity px
     iv = inv[y, lo:hi]
-    for c in range(nc):
-        _stencil9_row(z, b, a, c, y, lo, hi, tmp, False)
-        zo = z[c, y, lo:hi]
+    _stencil9_row(z, b, a, y, lo, hi, tmp, np.float32(0.0))
+    for c in range(z.shape[0]):
+        zo, t = z[c, y, lo:hi], tmp[c]
         for k in range(first, hi - lo, 2):
-            zo[k] = tmp[k] * iv[k]
+            zo[k] = t[k] * iv[k]
 
 
 # ---------------------------------------------------------- fine-level passes
@@ -389,6 +391,7 @@ def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax):  # pragma: no cover -
 
 @nb.njit(**_JIT)
 def gs9_sweep(z, b, a, inv, ext, reverse, tmp):  # pragma: no cover - jit
+    # tmp: [C, Wp] scratch
     """Four-colour Gauss-Seidel sweep on a 9-point level, in one pass.
 
     Colours are (row parity, column parity); no two points of a colour are
@@ -416,11 +419,9 @@ def residual_restrict9(z, r, a, ext, bc, cmask, res, crow, tmp):  # pragma: no c
     bc[:] = 0.0
     for y in range(1, hp - 1):
         lo, hi = ext[y, 0], ext[y, 1]
-        for c in range(nc):
-            out = res[c]
-            out[:lo] = 0.0
-            out[hi:] = 0.0
-            _stencil9_row(z, r, a, c, y, lo, hi, out[lo:hi], True)
+        res[:, :lo] = 0.0
+        res[:, hi:] = 0.0
+        _stencil9_row(z, r, a, y, lo, hi, res[:, lo:hi], np.float32(1.0))
         _restrict_row(res, bc, y - 1, hf, wf, lo, hi, crow, tmp)
     _apply_mask(bc, cmask)
 
@@ -593,3 +594,35 @@ def planes9(a, hp, wp):  # pragma: no cover - jit
             for s in range(9):
                 out[s, y, x] = a[p, s]
     return out
+
+
+@nb.njit(**_JIT)
+def hole_depth(hole, y0, x0, h, w, cap):  # pragma: no cover - jit
+    """min(cap, max over hole pixels of the city-block distance to the nearest known pixel).
+
+    Pixels beyond the image edge do not count as known (Neumann edge).  Two
+    chamfer passes over the crop; exact for the city-block metric.
+    """
+    dist = np.empty((h, w), np.int32)
+    for y in range(h):
+        for x in range(w):
+            if not hole[y0 + y, x0 + x]:
+                dist[y, x] = 0
+            else:
+                v = cap
+                if y > 0:
+                    v = min(v, dist[y - 1, x] + 1)
+                if x > 0:
+                    v = min(v, dist[y, x - 1] + 1)
+                dist[y, x] = v
+    deepest = 0
+    for y in range(h - 1, -1, -1):
+        for x in range(w - 1, -1, -1):
+            v = dist[y, x]
+            if y + 1 < h:
+                v = min(v, dist[y + 1, x] + 1)
+            if x + 1 < w:
+                v = min(v, dist[y, x + 1] + 1)
+            dist[y, x] = v
+            deepest = max(deepest, v)
+    return deepest

@@ -175,3 +175,78 @@ def test_property_matches_direct_solve(hole: np.ndarray, seed: int) -> None:
     image = rng.integers(0, 256, hole.shape + (3,), dtype=np.uint8)
     generated = rng.integers(0, 256, hole.shape + (3,), dtype=np.uint8)
     check_exact(image, generated, hole)
+
+
+def test_hole_depth_is_the_city_block_distance_to_known_pixels() -> None:
+    from stages.fusion.poisson_dense import hole_depth
+
+    hole = np.zeros((9, 12), bool)
+    hole[1:8, 2:9] = True  # 7x7 square: centre is 4 steps from a known pixel
+    assert hole_depth(hole, 0, 0, 9, 12, 10) == 4
+    assert hole_depth(hole, 0, 0, 9, 12, 3) == 3  # capped
+    edge = np.zeros((5, 5), bool)
+    edge[:, :2] = True  # touches the image edge: the edge is not a known pixel
+    assert hole_depth(edge, 0, 0, 5, 5, 10) == 2
+
+
+def _hierarchy_for(hole: np.ndarray):
+    """Dense levels of the multigrid hierarchy for a hole covering the whole crop."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_mg as kernels
+    from stages.fusion import poisson_pcg as pcg
+
+    h, w = hole.shape
+    image = np.zeros((h, w, 3), np.uint8)
+    idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
+    d, we, ws = (v.reshape(-1) for v in dense32[:3])
+    coupled, _ = kernels.split_isolated(idx, w + 2, we, ws)
+    hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
+    return pcg.DenseLevels(hier)
+
+
+def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
+    """P^T (restriction) must be the transpose of P (prolongation) and the V-cycle M
+    symmetric, or CG's convergence theory (not its certificate) breaks; odd sizes and
+    a hole touching the image edge exercise the one-parent rows and columns."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(11)
+    hole = np.ones((37, 30), bool)
+    hole[rng.random(hole.shape) < 0.15] = False
+    hole[10:20, 5:25] = True
+    lv = _hierarchy_for(hole)
+    assert lv.coarse, "the test needs at least one coarse level"
+    mask = lv.mask.astype(bool)
+
+    def fine_vector() -> np.ndarray:
+        return np.where(mask, rng.standard_normal((1,) + mask.shape), 0).astype(np.float32)
+
+    wk = pcg.DenseWork(lv, 1)
+    cmask = lv.coarse[0].mask.astype(bool)
+    coarse = np.where(cmask, rng.standard_normal((1,) + cmask.shape), 0).astype(np.float32)
+    up = np.zeros_like(wk.z)
+    dense.prolong(up, coarse, lv.mask, lv.ext, wk.crow, wk.tmp)
+    y = fine_vector()
+    down = np.zeros_like(coarse)
+    dense.step_presmooth_restrict(y, np.zeros_like(y), np.zeros(1, np.float32), np.zeros_like(y),
+                                  np.zeros_like(lv.d), lv.we, lv.ws, np.zeros_like(lv.inv_r),
+                                  np.zeros_like(lv.inv_b), lv.ext, down, lv.coarse[0].mask,
+                                  wk.rmax, wk.res, wk.crow, wk.tmp)  # z = 0, A = 0: P^T y
+    assert np.isclose(np.vdot(up, y), np.vdot(coarse, down), rtol=1e-4)
+
+    def apply_m(r: np.ndarray) -> np.ndarray:
+        wk.r[:] = r
+        wk.p[:] = 0.0
+        dense.step_presmooth_restrict(wk.r, wk.p, np.zeros(1, np.float32), wk.z, lv.d, lv.we,
+                                      lv.ws, lv.inv_r, lv.inv_b, lv.ext, wk.cb[0],
+                                      lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
+        pcg.dense_coarse_cycle(lv, wk)
+        dense.prolong_postsmooth_dot(wk.z, wk.cx[0], wk.r, lv.d, lv.we, lv.ws, lv.inv_r,
+                                     lv.inv_b, lv.mask, lv.ext, wk.dots, wk.crow, wk.tmp)
+        return wk.z.copy()
+
+    u, v = fine_vector(), fine_vector()
+    mu, mv = apply_m(u), apply_m(v)
+    assert np.isclose(np.vdot(mu, v), np.vdot(u, mv), rtol=1e-4)
+    assert np.vdot(mu, u) > 0
