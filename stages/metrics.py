@@ -2,8 +2,8 @@
 
 Conventions follow LaMa/MAT evaluation code so figures compare with published tables: SSIM with an
 11x11 Gaussian window (sigma 1.5) per RGB channel, averaged; PSNR over all pixels and channels;
-L1 as mean absolute error scaled to [0, 1]; hole PSNR over the hole pixels only. MS-SSIM and LPIPS
-come from well-kept libraries (`stages/perceptual.py`).
+L1 as mean absolute error scaled to [0, 1]; hole PSNR over the hole pixels only. MS-SSIM is checked
+against pytorch_msssim; LPIPS comes from the lpips package (`stages/perceptual.py`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SSIM_SIGMA = 1.5
 LPIPS_NETS = ("alex", "vgg")  # alex: MAT's and seed 002's convention; vgg: LaMa's
 # The torchvision ImageNet file each LPIPS trunk is loaded from.
 LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
-# pytorch_msssim's 5 scales need the smaller side > (window - 1) * 2**4.
+# MS-SSIM's 5 scales with valid windows need the smaller side > (window - 1) * 2**4.
 MS_SSIM_WINDOW = 11
 MS_SSIM_SIGMA = 1.5
 MS_SSIM_MIN_SIDE = (MS_SSIM_WINDOW - 1) * 2**4 + 1
@@ -92,6 +92,52 @@ def ssim_hole(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> float:
     return float(np.mean(_ssim_maps(output, gt), axis=0)[hole].mean())
 
 
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    """2x2 average pooling of `[H,W,C]`; an odd side is zero-padded by one pixel on both ends
+    first, zeros counted (torch `avg_pool2d(2, padding=side % 2)`, as pytorch_msssim does)."""
+    pads = [(side % 2, side % 2) for side in x.shape[:2]] + [(0, 0)]
+    if any(p for p, _ in pads):
+        x = np.pad(x, pads)
+    h, w = x.shape[0] // 2, x.shape[1] // 2
+    return x[: 2 * h, : 2 * w].reshape(h, 2, w, 2, -1).mean(axis=(1, 3))
+
+
+def ms_ssim(output: np.ndarray, gt: np.ndarray) -> float:
+    """MS-SSIM (Wang et al. 2003) of two `[H,W,3] uint8` images: 5 scales with Wang's weights,
+    Gaussian window 11 / sigma 1.5 over valid positions only, data range 255, contrast-structure
+    at the 4 finer scales and SSIM at the coarsest, each clipped at 0, per RGB channel then
+    averaged. NaN when the smaller side is under ``MS_SSIM_MIN_SIDE``.
+
+    Equal to `pytorch_msssim.ms_ssim(data_range=255)` (the tests check it to 1e-6); written with
+    OpenCV because the library's grouped convolutions cost ~25x the pixel metrics per image on one
+    CPU thread (bench/metrics_bench.py)."""
+    if min(output.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return float("nan")
+    window = cv2.getGaussianKernel(MS_SSIM_WINDOW, MS_SSIM_SIGMA, cv2.CV_64F)
+    crop = MS_SSIM_WINDOW // 2
+    x, y = output.astype(np.float64), gt.astype(np.float64)
+    value = np.ones(x.shape[2])
+    for level, weight in enumerate(MS_SSIM_WEIGHTS):
+        def valid_blur(z: np.ndarray) -> np.ndarray:
+            return cv2.sepFilter2D(z, cv2.CV_64F, window, window)[crop:-crop, crop:-crop].reshape(
+                z.shape[0] - 2 * crop, z.shape[1] - 2 * crop, -1)
+
+        mu_x, mu_y = valid_blur(x), valid_blur(y)
+        var_x, var_y = valid_blur(x * x) - mu_x**2, valid_blur(y * y) - mu_y**2
+        cov = valid_blur(x * y) - mu_x * mu_y
+        cs = (2 * cov + _C2) / (var_x + var_y + _C2)
+        if level < len(MS_SSIM_WEIGHTS) - 1:
+            value *= np.maximum(cs.mean(axis=(0, 1)), 0) ** weight
+            x, y = _pool2(x), _pool2(y)
+        else:
+            luminance = (2 * mu_x * mu_y + _C1) / (mu_x**2 + mu_y**2 + _C1)
+            value *= np.maximum((luminance * cs).mean(axis=(0, 1)), 0) ** weight
+    return float(value.mean())
+
+
 def score_row(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict[str, float]:
     """The pixel metrics of one result against its ground truth (LPIPS is batched separately)."""
     return {"psnr": psnr(output, gt), "ssim": ssim(output, gt), "l1": l1(output, gt),
@@ -106,7 +152,7 @@ METRIC_NAMES = (*PIXEL_METRICS, "ms_ssim", "lpips")
 class ScoreConfig:
     """Which optional per-image metrics the score stage computes."""
 
-    ms_ssim: bool = True  # MS-SSIM (pytorch_msssim); NaN for images under 161 px
+    ms_ssim: bool = True  # MS-SSIM; NaN for images under 161 px
     lpips_net: str | None = None  # "alex" | "vgg"; None: no LPIPS column values
     lpips_backbone: str | None = None  # path of the torchvision trunk file (resolved on the driver)
 
@@ -114,7 +160,6 @@ class ScoreConfig:
 def score_batch(batch: Batch, config: ScoreConfig = ScoreConfig()) -> Batch:
     """Adds metric columns (NaN where there is no ground truth, the row failed or the metric is
     off) and `t_score` (the row's share of the batched LPIPS time included)."""
-    from stages.perceptual import cached_lpips, lpips_distances, ms_ssim  # torch: imported when scoring
 
     n = batch_len(batch)
     columns: dict[str, list[float]] = {name: [float("nan")] * n for name in (*METRIC_NAMES, "t_score")}
@@ -130,6 +175,8 @@ def score_batch(batch: Batch, config: ScoreConfig = ScoreConfig()) -> Batch:
                 columns["ms_ssim"][i] = ms_ssim(output, gt)
         columns["t_score"][i] = time.perf_counter() - start
     if config.lpips_net and scored:
+        from stages.perceptual import cached_lpips, lpips_distances  # torch: imported only for LPIPS
+
         start = time.perf_counter()
         model = cached_lpips(config.lpips_net, str(config.lpips_backbone))
         values = lpips_distances(model, [batch["result"][i] for i in scored], [batch["gt"][i] for i in scored])

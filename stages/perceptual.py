@@ -1,5 +1,4 @@
-"""Learned and multi-scale per-image metrics: LPIPS (the ``lpips`` package) and MS-SSIM
-(``pytorch_msssim``), on uint8 RGB images.
+"""LPIPS per image (the ``lpips`` package) on uint8 RGB images.
 
 Owns building LPIPS from local files only: the ``lpips`` package ships its learned linear heads,
 but would fetch the ImageNet trunk (AlexNet or VGG16) from the internet through torchvision. Here the
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.metrics import LPIPS_BACKBONE_FILES, LPIPS_NETS, MS_SSIM_MIN_SIDE, MS_SSIM_SIGMA, MS_SSIM_WINDOW
+from stages.metrics import LPIPS_BACKBONE_FILES, LPIPS_NETS
 
 
 
@@ -83,18 +82,3 @@ def lpips_distances(model: torch.nn.Module, outputs: list[np.ndarray], gts: list
             for i, value in zip(chunk, values):
                 distances[i] = float(value)
     return distances
-
-
-@torch.no_grad()
-def ms_ssim(output: np.ndarray, gt: np.ndarray) -> float:
-    """MS-SSIM (Wang et al. 2003: 5 scales, weights 0.0448…0.1333, Gaussian window 11 / sigma 1.5,
-    data range 255, per RGB channel then averaged) of two `[H,W,3] uint8` images; NaN when the
-    smaller side is under ``MS_SSIM_MIN_SIDE`` px, where the coarsest scale would be smaller than
-    the window."""
-    from pytorch_msssim import ms_ssim as _ms_ssim
-
-    if min(output.shape[:2]) < MS_SSIM_MIN_SIDE:
-        return float("nan")
-    value = _ms_ssim(_to_tensor([output]).double(), _to_tensor([gt]).double(), data_range=255,
-                     size_average=True, win_size=MS_SSIM_WINDOW, win_sigma=MS_SSIM_SIGMA)
-    return float(value)

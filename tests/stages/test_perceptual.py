@@ -8,8 +8,8 @@ from PIL import Image
 from scipy.ndimage import correlate1d
 
 from stages.batch import EMPTY_IMAGE, to_column
-from stages.metrics import MS_SSIM_MIN_SIDE, ScoreConfig, score_batch
-from stages.perceptual import build_lpips, cached_lpips, lpips_distances, ms_ssim
+from stages.metrics import MS_SSIM_MIN_SIDE, ScoreConfig, ms_ssim, score_batch
+from stages.perceptual import build_lpips, cached_lpips, lpips_distances
 from tests.helpers import save_random_torchvision
 
 
@@ -120,6 +120,22 @@ def test_ms_ssim_matches_the_definition_and_is_one_for_identical_images(faces):
     assert ms_ssim(damaged, faces[0]) < ms_ssim(faces[0], faces[0])
     tiny = faces[0][: MS_SSIM_MIN_SIDE - 1, : MS_SSIM_MIN_SIDE - 1]
     assert np.isnan(ms_ssim(tiny, tiny))
+
+
+@pytest.mark.parametrize("height, width", [(256, 256), (201, 233), (161, 300)])  # even, odd, smallest side
+def test_ms_ssim_equals_pytorch_msssim(faces, height, width):
+    from pytorch_msssim import ms_ssim as reference
+
+    a = np.asarray(Image.fromarray(faces[0]).resize((width, height)))
+    b = np.array(Image.fromarray(faces[1]).resize((width, height)))
+    b[height // 3: height // 2] = 0
+
+    def ref(x, y):
+        t = [torch.from_numpy(np.array(z)).permute(2, 0, 1)[None].double() for z in (x, y)]
+        return float(reference(*t, data_range=255, win_size=11, win_sigma=1.5))
+
+    assert ms_ssim(a, b) == pytest.approx(ref(a, b), abs=1e-6)
+    assert ms_ssim(b, a) == pytest.approx(ref(b, a), abs=1e-6)
 
 
 def test_score_batch_adds_lpips_and_ms_ssim_only_to_scored_rows(alexnet_file, faces):
