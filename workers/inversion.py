@@ -4,12 +4,15 @@ Owns :class:`InversionConfig` and :func:`invert` — tensors in, tensors out, no
 NVlabs' projector — so it can be tested and benchmarked without the method wrapper. Each image has
 its own W+ and the objective is the *sum* of per-image losses; since Adam's update is elementwise,
 every latent's trajectory depends only on its own image (batching is a throughput choice only).
+Per batch it also decides whether the generator's activations are kept for backward or recomputed
+(gradient checkpointing, :func:`use_checkpointing`), which changes memory, not results.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -85,11 +88,11 @@ def free_memory_bytes(device: torch.device) -> int:
         pass
     if free is None:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    cgroup = Path("/sys/fs/cgroup")
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        used = int(open("/sys/fs/cgroup/memory.current").read())
+        limit = (cgroup / "memory.max").read_text().strip()
         if limit != "max":
-            free = min(free, int(limit) - used)
+            free = min(free, int(limit) - int((cgroup / "memory.current").read_text()))
     except (OSError, ValueError):
         pass
     return free
@@ -97,7 +100,11 @@ def free_memory_bytes(device: torch.device) -> int:
 
 def use_checkpointing(mode: str, generator: nn.Module, batch: int, device: torch.device,
                       noise_mode: str = "const") -> bool:
-    """Resolve ``InversionConfig.checkpoint`` for this batch (see there)."""
+    """Resolve ``InversionConfig.checkpoint`` for this batch (see there).
+
+    "auto" weighs only the generator's part (the loss's is not checkpointed) in float32 (amp
+    roughly halves it): a conservative test that costs two small forwards per call.
+    """
     if mode not in CHECKPOINT_MODES:
         raise ValueError(f"checkpoint must be one of {CHECKPOINT_MODES}, got {mode!r}")
     if mode != "auto":
