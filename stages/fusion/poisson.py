@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 
 from stages.fusion import poisson_dense as dense
-from stages.fusion import poisson_mg as kernels
 from stages.fusion.poisson_pcg import Level, solve
 
 MAX_ERROR = 1e-2  # proven bound on |f - f_exact| before rounding, grey levels
@@ -87,7 +86,7 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
     """
     idx, dense32, b = dense.build_fine(hole, image, generated, y0, x0, h, w)
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, isolated = kernels.split_isolated(idx, w + 2, we, ws)
+    coupled, isolated = dense.split_isolated(idx, w + 2, we, ws)
     if coupled.size:
         shallow = dense.hole_depth(hole, y0, x0, h, w, SHALLOW_DEPTH + 1) <= SHALLOW_DEPTH
         h_planes = solve(Level(h, w, coupled, d, we, ws, dense32), b, MAX_ERROR, shallow)

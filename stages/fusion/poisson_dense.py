@@ -13,7 +13,7 @@ zero there.  Each row is only visited over its extent ``ext[y] = (lo, hi)``
 (first unknown, last unknown + 1); everything outside is a known pixel and
 stays zero.
 
-Fine level: 5-point stencil (d, we, ws) as in poisson_mg.  The smoother is
+Fine level: 5-point stencil (d, we, ws) as in poisson_gmg.  The smoother is
 red-black Gauss-Seidel (``inv_r`` / ``inv_b`` = 1/d on the red / black
 unknowns, 0 elsewhere): red then black before the coarse correction, black
 then red after it, so the V-cycle is symmetric and CG applies.  A colour's
@@ -75,7 +75,8 @@ def _residual5_row(z, r, d, we, ws, y, lo, hi, res):  # pragma: no cover - jit
         out = res[c]
         out[:lo] = 0.0
         out[hi:] = 0.0
-        o, zm, zn, zs, rr = out[lo:hi], z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
+        o, rr = out[lo:hi], r[c, y, lo:hi]
+        zm, zn, zs = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi]
         for k in range(hi - lo):
             o[k] = rr[k] - (dd[k] * zm[k + 1] - ee[k + 1] * zm[k + 2] - ee[k] * zm[k]
                             - ss[k] * zs[k] - nn[k] * zn[k])
@@ -266,7 +267,8 @@ def step_presmooth_restrict(r, p, alpha, z, d, we, ws, inv_r, inv_b, ext, bc, cm
     for y in range(1, hp + 1):
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
-            dd, ee, nn, ss, iv = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi], inv_r[y, lo:hi]
+            dd, ee, nn, ss = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi]
+            iv = inv_r[y, lo:hi]
             for c in range(nc):
                 a = alpha[c]
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
@@ -533,6 +535,35 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
                 inv_b[py, px] = np.float32(1.0) / deg
             b[nc, py, px] = 1.0
     return idx[:k].copy(), (d, we, ws, inv_r, inv_b, mask), b
+
+
+@nb.njit(**_JIT)
+def split_isolated(idx, wp, we, ws):  # pragma: no cover - jit
+    """(coupled, isolated) unknowns; isolated ones have no unknown neighbour.
+
+    An isolated pixel's equation is d_p h_p = b_p, so it is solved exactly
+    and kept out of the iteration (41 % of a 20 % random-pixel hole).
+    """
+    n = idx.shape[0]
+    flag = np.zeros(n, np.bool_)
+    m = 0
+    for k in range(n):
+        p = idx[k]
+        if we[p] == 0.0 and we[p - 1] == 0.0 and ws[p] == 0.0 and ws[p - wp] == 0.0:
+            flag[k] = True
+            m += 1
+    iso = np.empty(m, np.int64)
+    rest = np.empty(n - m, np.int64)
+    i = 0
+    j = 0
+    for k in range(n):
+        if flag[k]:
+            iso[i] = idx[k]
+            i += 1
+        else:
+            rest[j] = idx[k]
+            j += 1
+    return rest, iso
 
 
 @nb.njit(**_JIT)

@@ -1,9 +1,18 @@
-"""Geometric multigrid transfer and coarse-level kernels (numba).
+"""Multigrid hierarchy construction (numba): coarse grids and Galerkin operators.
 
 Why: piecewise-constant (aggregation) coarse corrections needed ~22 CG
 iterations on a 1024^2 NVIDIA mask; bilinear interpolation with exact
 Galerkin coarse operators P^T A P needs 8-14, and stays correct for any mask
 because every coarse operator is derived algebraically from the fine one.
+The cycle itself runs on dense planes (poisson_dense), which apply the same
+P and P^T row by row.
+
+Layout here: a zero-padded grid flattened row-major with row stride ``wp``;
+``idx`` lists the flat positions of the unknowns in raster order.  The fine
+operator is the symmetric 5-point stencil ``(A x)_p = d_p x_p - sum_q w_pq x_q``
+with ``we[p]`` the weight of the edge p -> p+1 and ``ws[p]`` the weight of
+the edge p -> p+wp (zero when either end is not an unknown); ``d_p`` counts
+neighbours inside the image.
 
 Coarse grid l+1 keeps the points of grid l with even (y, x); a coarse point is
 an unknown iff that fine point is.  Fine unknown (y, x) interpolates from the
@@ -11,11 +20,8 @@ an unknown iff that fine point is.  Fine unknown (y, x) interpolates from the
 not unknowns (known pixels: correction 0) are dropped; an odd last row or
 column (second parent outside the image) takes its one parent with weight 1,
 which matches the Neumann image edge.  Every level is a
-zero-padded grid flattened with row stride wp (see poisson_mg); coarse
+zero-padded grid flattened with row stride wp (as above); coarse
 operators are 9-point stencils a[p, s], slot s = 3 (dy + 1) + (dx + 1).
-Coarse vectors stay zero off the unknowns, so interpolation needs no
-parent lists; restriction may leave junk off the unknowns, which no kernel
-reads.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from stages.fusion.poisson_mg import NC
 
 _JIT = {"cache": True, "nogil": True}
 
@@ -144,119 +149,6 @@ def galerkin9(cidx, cmask, wpc, wp, a, h, w):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def gs9(idx, wp, a, inv, x, b, reverse, from_zero):  # pragma: no cover - jit
-    """Gauss-Seidel sweep on a 9-point level (from_zero: x starts at 0)."""
-    n = idx.shape[0]
-    nc = NC
-    acc = np.empty(nc)
-    last = 4 if from_zero else 9  # slots 0..3 precede p in raster order
-    for kk in range(n):
-        p = idx[n - 1 - kk] if reverse else idx[kk]
-        for c in range(nc):
-            acc[c] = b[p, c]
-        for t in range(last):
-            if t == 4:
-                continue
-            coef = a[p, t]
-            if coef == 0.0:
-                continue
-            q = p + (t // 3 - 1) * wp + t % 3 - 1
-            for c in range(nc):
-                acc[c] -= coef * x[q, c]
-        for c in range(nc):
-            x[p, c] = acc[c] * inv[p]
-
-
-@nb.njit(**_JIT)
-def _scatter(bc, row, col, wpc, r, h, w):  # pragma: no cover - jit
-    """bc += P^T e_(row,col) r at every parent position (unknown or not)."""
-    nc = NC
-    q = ((row >> 1) + 1) * wpc + (col >> 1) + 1
-    oy = wpc if (row & 1) and row + 1 < h else 0  # odd last row: one parent
-    ox = 1 if (col & 1) and col + 1 < w else 0
-    wgt = (0.5 if oy else 1.0) * (0.5 if ox else 1.0)
-    for c in range(nc):
-        v = wgt * r[c]
-        bc[q, c] += v
-        if ox:
-            bc[q + 1, c] += v
-        if oy:
-            bc[q + oy, c] += v
-            if ox:
-                bc[q + oy + 1, c] += v
-
-
-@nb.njit(**_JIT)
-def residual_restrict5(idx, wp, d, we, ws, x, b, wpc, bc, hf, wf):  # pragma: no cover
-    """bc = P^T (b - A x) from the padded 5-point fine level."""
-    nc = NC
-    r = np.empty(nc)
-    bc[:, :] = 0.0
-    row = 0
-    for k in range(idx.shape[0]):
-        p = idx[k]
-        while p >= (row + 2) * wp:
-            row += 1
-        e = we[p]
-        w = we[p - 1]
-        s = ws[p]
-        t = ws[p - wp]
-        dd = d[p]
-        for c in range(nc):
-            r[c] = b[p, c] - (dd * x[p, c] - e * x[p + 1, c] - w * x[p - 1, c]
-                              - s * x[p + wp, c] - t * x[p - wp, c])
-        _scatter(bc, row, p - (row + 1) * wp - 1, wpc, r, hf, wf)
-
-
-@nb.njit(**_JIT)
-def residual_restrict9(idx, wp, a, x, b, wpc, bc, h, w):  # pragma: no cover - jit
-    """bc = P^T (b - A x) from a padded 9-point level."""
-    nc = NC
-    r = np.empty(nc)
-    bc[:, :] = 0.0
-    row = 0
-    for k in range(idx.shape[0]):
-        p = idx[k]
-        while p >= (row + 2) * wp:
-            row += 1
-        for c in range(nc):
-            r[c] = b[p, c]
-        for t in range(9):
-            coef = a[p, t]
-            if coef == 0.0:
-                continue
-            q = p + (t // 3 - 1) * wp + t % 3 - 1
-            for c in range(nc):
-                r[c] -= coef * x[q, c]
-        _scatter(bc, row, p - (row + 1) * wp - 1, wpc, r, h, w)
-
-
-@nb.njit(**_JIT)
-def prolong(idx, wp, x, wpc, xc, h, w):  # pragma: no cover - jit
-    """x += P xc: bilinear from the coarse grid (zero off its unknowns)."""
-    nc = NC
-    row = 0
-    for k in range(idx.shape[0]):
-        p = idx[k]
-        while p >= (row + 2) * wp:
-            row += 1
-        col = p - (row + 1) * wp - 1
-        q = ((row >> 1) + 1) * wpc + (col >> 1) + 1
-        oy = wpc if (row & 1) and row + 1 < h else 0  # odd last row: one parent
-        ox = 1 if (col & 1) and col + 1 < w else 0
-        wgt = (0.5 if oy else 1.0) * (0.5 if ox else 1.0)
-        for c in range(nc):
-            v = xc[q, c]
-            if ox:
-                v += xc[q + 1, c]
-            if oy:
-                v += xc[q + oy, c]
-                if ox:
-                    v += xc[q + oy + 1, c]
-            x[p, c] += wgt * v
-
-
-@nb.njit(**_JIT)
 def cholesky(a):  # pragma: no cover - jit
     """Lower Cholesky factor of a small SPD matrix.
 
@@ -278,24 +170,3 @@ def cholesky(a):  # pragma: no cover - jit
                 s -= low[i, t] * low[j, t]
             low[i, j] = s / low[j, j]
     return low
-
-
-@nb.njit(**_JIT)
-def cho_solve_rows(low, idx, b, x):  # pragma: no cover - jit
-    """x[idx] = A^{-1} b[idx] with A = low low^T."""
-    n = idx.shape[0]
-    nc = b.shape[1]
-    y = np.empty(n)
-    for c in range(nc):
-        for i in range(n):
-            s = b[idx[i], c]
-            for t in range(i):
-                s -= low[i, t] * y[t]
-            y[i] = s / low[i, i]
-        for i in range(n - 1, -1, -1):
-            s = y[i]
-            for t in range(i + 1, n):
-                s -= low[t, i] * y[t]
-            y[i] = s / low[i, i]
-        for i in range(n):
-            x[idx[i], c] = y[i]

@@ -1,9 +1,12 @@
-"""Geometric multigrid hierarchy, V-cycle and block PCG with a proven stop rule.
+"""Multigrid hierarchy, mixed-precision PCG and the proven stop rule.
 
 Why: the harmonic correction must be accurate to a known bound (<< 0.5 grey
 levels) on every pixel, not just "converged" in some norm.  The stop rule uses
 the M-matrix property of the masked Laplacian: for any v with m = min(A v) > 0,
 A^{-1} 1 <= v / m, hence  max|x - x*| <= ||b - A x||_inf * max(v) / m.
+The hierarchy is built here (Galerkin, poisson_gmg); the iteration runs in
+float32 on dense planes (poisson_dense), and every residual the proof uses
+is recomputed in float64 (iterative refinement).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ BOUND_GOOD = 0.5  # stop refining v once m = min(A v) >= this
 
 @dataclass
 class Level:
-    """The fine grid: padded 5-point operator (d, we, ws: flat views, see poisson_mg for the
+    """The fine grid: padded 5-point operator (d, we, ws: flat views, see poisson_gmg for the
     layout) and its dense planes (d, we, ws, inv_r, inv_b, mask; see poisson_dense), float32."""
 
     h: int
@@ -133,7 +136,8 @@ def sparse_operator(lev: Level) -> sp.csr_matrix:
         rows += [i, j]
         cols += [j, i]
         vals += [v, v]
-    a = sp.coo_matrix((np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))),
+    a = sp.coo_matrix((np.concatenate(vals).astype(np.float64),
+                       (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n))
     return a.tocsr()
 

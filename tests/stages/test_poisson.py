@@ -192,14 +192,13 @@ def test_hole_depth_is_the_city_block_distance_to_known_pixels() -> None:
 def _hierarchy_for(hole: np.ndarray):
     """Dense levels of the multigrid hierarchy for a hole covering the whole crop."""
     from stages.fusion import poisson_dense as dense
-    from stages.fusion import poisson_mg as kernels
     from stages.fusion import poisson_pcg as pcg
 
     h, w = hole.shape
     image = np.zeros((h, w, 3), np.uint8)
     idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, _ = kernels.split_isolated(idx, w + 2, we, ws)
+    coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
     hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
     return pcg.DenseLevels(hier)
 
