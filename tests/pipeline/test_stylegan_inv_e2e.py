@@ -2,6 +2,8 @@
 checkpoint and a random VGG16 the test creates in the real file formats."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from manifests.io import write_manifest
 from pipeline.cli import app
 from stages.masks import fit_to_image
+from tests.helpers import save_random_torchvision
 from workers.nets.stylegan2_testing import make_tiny_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -53,6 +56,11 @@ def test_stylegan_inv_runs_through_ray_with_variants(tmp_path, bench_dev, weight
         assert output.shape == original.shape
         assert np.array_equal(output[~hole], original[~hole]), "Poisson fusion keeps known pixels"
     assert '"fusion": "poisson"' in (out / "run.json").read_text()
+    save_random_torchvision(weights_home, "alexnet")  # the variants' diversity needs an LPIPS trunk
+    reported = CliRunner().invoke(app, ["report", str(out), "--no-fid", "--diversity", "--bootstrap", "50"])
+    assert reported.exit_code == 0, reported.output
+    diversity = json.loads((out / "report" / "report.json").read_text())["overall"]["lpips_diversity"]
+    assert diversity["n"] == 3 and diversity["mean"] > 0, "edited variants differ inside the hole"
 
 
 def test_missing_generator_stops_before_work(tmp_path, weights_home):
