@@ -41,9 +41,9 @@ from pipeline.resources import ResourcePlan, plan_resources  # noqa: E402
 from scale_bench import make_inputs, make_manifest  # noqa: E402
 
 # The default plan, then the plan before tuning (whole-CPU shares, the method's batch of 8), then
-# one change at a time.
-DEFAULT_CONFIGS = ("default; actor_cpus=1,task_cpus=1,batch=8; batch=8; actor_cpus=1,task_cpus=1; "
-                   "batch=128; actors=2; task_cpus=0.25")
+# one change at a time from the default.
+DEFAULT_CONFIGS = ("default; actor_cpus=1,task_cpus=1,batch=8; batch=8; batch=32; "
+                   "actor_cpus=1,task_cpus=1; actors=2; task_cpus=0.25")
 PROGRESS = re.compile(r"progress: \d+/\d+ rows \((\d+) ok")
 FIELDS = {"actors": ("actors", int), "batch": ("batch_size", int), "actor_cpus": ("actor_cpus", float),
           "task_cpus": ("task_cpus", float), "block": ("rows_per_block", int)}
