@@ -88,7 +88,7 @@ def test_one_logo_mask_mixed_sizes_and_formats_no_ground_truth(tmp_path, ray_loc
     assert reported.exit_code == 0, reported.output
     md = (out / "report" / "report.md").read_text()
     all_row = next(line for line in md.splitlines() if line.startswith("| **all**"))
-    assert all_row == "| **all** | 2 | 2 | 0 | 0 | – | – | – | – |"
+    assert all_row == "| **all** | 2 | 2 | 0 | 0 | – | – | – | – | – | – |"  # no ground truth: no metric at all
     assert "2 ok row(s) have no ground truth" in md and "not zeros" in md
 
     # Resuming with another dilation is refused: the holes, and so the results, would differ.
