@@ -27,7 +27,7 @@ METRIC = "lpips_diversity"
 
 def variant_groups(out: Path) -> dict[str, list[tuple[str, str]]]:
     """Per bucket and "all": (id, output uri) lists of ids with at least two ok variants."""
-    table = ResultsStore(out / "results").read()
+    table = ResultsStore(out / "results").read(columns=[schema.ID, schema.STATUS, schema.OUTPUT, schema.BUCKET])
     if table is None:
         return {}
     by_id: dict[str, list[str]] = defaultdict(list)

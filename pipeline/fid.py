@@ -138,7 +138,7 @@ def fid_kid_from_features(feats1: torch.Tensor, feats2: torch.Tensor, config: Fi
 
 def _pairs(out: Path) -> tuple[dict[str, list[tuple[str, str]]], int]:
     """Per bucket, (output uri, gt uri) of the ok rows; and how many ok rows had no ground truth."""
-    table = ResultsStore(out / "results").read()
+    table = ResultsStore(out / "results").read(columns=[schema.ID, schema.STATUS, schema.OUTPUT, schema.BUCKET])
     if table is None:
         raise FileNotFoundError(f"{out / 'results'}: no results parts")
     run_json = out / "run.json"

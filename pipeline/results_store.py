@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -23,20 +25,39 @@ _PART = re.compile(r"^part-(\d{5})-(\d{5})\.parquet$")
 _SUPERSEDES = b"facefill.supersedes"
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    """Write to a temp name in the same folder and rename, so readers never see half a file (a
-    failed write, e.g. on a full disk, removes its temp file and leaves `path` as it was)."""
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+@contextmanager
+def _atomic_target(path: Path) -> Iterator[Path]:
+    """A temp name in `path`'s folder to write to; fsynced and renamed onto `path` on success, removed
+    on failure (e.g. a full disk), so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp)
+        yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    """Write `table` to `path` atomically (see `_atomic_target`)."""
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    with _atomic_target(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+KEYS = (schema.ID, schema.ROW, schema.VARIANT)
+ORDER = [(schema.ROW, "ascending"), (schema.VARIANT, "ascending"), (schema.ID, "ascending")]
+CONSOLIDATE_CHUNK_ROWS = 16384  # rows gathered and written at a time: bounds consolidation's memory
+
+
+def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """`table` with `target`'s columns in its order (missing ones null) and types."""
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+               for f in target]
+    return pa.Table.from_arrays(columns, schema=target)
 
 
 class ResultsStore:
@@ -61,28 +82,36 @@ class ResultsStore:
             for name in json.loads(metadata.get(_SUPERSEDES, b"[]")):
                 (self.folder / name).unlink(missing_ok=True)
 
-    def read(self) -> pa.Table | None:
-        """All rows, keeping for each id only the rows of the newest part that has it."""
+    def _selection(self, parts: list[Path]) -> pa.Table:
+        """Which row of which part survives, in manifest order: `_part`, `_index` (within its part)
+        for the rows of the newest part that has each id, sorted by (row, variant, id). Reads only
+        the key columns, so it is small however large the results."""
+        keys = []
+        for number, part in enumerate(parts):
+            table = pq.read_table(part, columns=list(KEYS))
+            keys.append(table.append_column("_part", pa.array(np.full(len(table), number, np.int32)))
+                        .append_column("_index", pa.array(np.arange(len(table), dtype=np.int64))))
+        table = pa.concat_tables(keys, promote_options="permissive")
+        if pc.count_distinct(table[schema.ID]).as_py() < len(table):  # an id in several parts
+            newest = table.select([schema.ID, "_part"]).group_by(schema.ID).aggregate([("_part", "max")])
+            table = table.join(newest, keys=schema.ID)
+            table = table.filter(pc.equal(table["_part"], table["_part_max"])).drop_columns(["_part_max"])
+        return table.take(pc.sort_indices(table, sort_keys=ORDER))
+
+    def read(self, columns: list[str] | None = None) -> pa.Table | None:
+        """All rows (or only `columns`), keeping for each id only the rows of the newest part that
+        has it, in manifest row order."""
         parts = self.parts()
         if not parts:
             return None
-        tables = [pq.read_table(part) for part in parts]
-        sizes = [len(t) for t in tables]
+        selection = self._selection(parts)
+        wanted = None if columns is None else list(dict.fromkeys([*columns]))
+        tables = [pq.read_table(part, columns=wanted) for part in parts]
+        offsets = np.cumsum([0, *(len(t) for t in tables)])
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
-        keep = None
-        if pc.count_distinct(table[schema.ID]).as_py() < len(table):  # an id in several parts
-            # Only the keys take part in the join (it copies what it joins, in its own order).
-            keys = pa.table({schema.ID: table[schema.ID],
-                             "_part": pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), sizes)),
-                             "_index": pa.array(np.arange(len(table), dtype=np.int64))})
-            newest = keys.group_by(schema.ID).aggregate([("_part", "max")])
-            keys = keys.join(newest, keys=schema.ID)
-            keep = keys.filter(pc.equal(keys["_part"], keys["_part_max"]))["_index"]
-        order = [(schema.ROW, "ascending"), (schema.VARIANT, "ascending"), (schema.ID, "ascending")]
-        selected = table if keep is None else table.select([schema.ROW, schema.VARIANT, schema.ID]).take(keep)
-        rank = pc.sort_indices(selected, sort_keys=order)
-        return table.take(rank if keep is None else pc.take(keep, rank))
+        positions = offsets[selection["_part"].to_numpy()] + selection["_index"].to_numpy()
+        return table.take(pa.array(positions))
 
     def _next_name(self) -> str:
         if self._seq is None:
@@ -99,18 +128,44 @@ class ResultsStore:
         return path
 
     def consolidate(self) -> pa.Table | None:
-        """Rewrite all parts as one deduplicated part in manifest row order, then delete the old ones."""
+        """Rewrite all parts as one deduplicated part in manifest row order, then delete the old ones.
+
+        Streams: only the key columns are held for the whole results (`_selection`); the rows are
+        gathered and written CONSOLIDATE_CHUNK_ROWS at a time, reading from each part only the row
+        groups a chunk needs. Returns the consolidated keys and statuses (for run.json's counts)."""
         old = self.parts()
-        table = self.read()  # deduplicated, in manifest row order
-        if table is None:
+        if not old:
             return None
-        keys = [schema.ROW, schema.VARIANT, schema.ID]
-        if len(old) == 1 and pq.read_table(old[0], columns=keys).equals(table.select(keys)):
-            return table  # already one part in order: nothing to rewrite
+        selection = self._selection(old)
+        summary_columns = [*KEYS, schema.STATUS]
+        if len(old) == 1 and np.array_equal(selection["_index"].to_numpy(), np.arange(len(selection))):
+            return pq.read_table(old[0], columns=summary_columns)  # already one part in order
+        target = pa.unify_schemas([pq.read_schema(p) for p in old], promote_options="permissive")
+        target = target.with_metadata({_SUPERSEDES: json.dumps([p.name for p in old]).encode()})
+        files = [pq.ParquetFile(p) for p in old]
+        group_starts = [np.cumsum([0, *(f.metadata.row_group(g).num_rows for g in range(f.num_row_groups))])
+                        for f in files]
         self._seq, self._chunk = None, 0
         path = self.folder / self._next_name()
-        write_parquet_atomic(table, path, {_SUPERSEDES: json.dumps([p.name for p in old]).encode()})
+        summaries = []
+        with _atomic_target(path) as tmp, pq.ParquetWriter(tmp, target) as writer:
+            part_of, index_of = selection["_part"].to_numpy(), selection["_index"].to_numpy()
+            for start in range(0, len(selection), CONSOLIDATE_CHUNK_ROWS):
+                part, index = part_of[start:start + CONSOLIDATE_CHUNK_ROWS], index_of[start:start + CONSOLIDATE_CHUNK_ROWS]
+                pieces, order = [], []
+                for number in np.unique(part):
+                    where = np.flatnonzero(part == number)
+                    wanted = index[where]
+                    starts = group_starts[number]
+                    groups = np.unique(np.searchsorted(starts, wanted, side="right") - 1)
+                    rows = files[number].read_row_groups(groups.tolist())
+                    base = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+                    pieces.append(_conform(rows.take(pa.array(np.searchsorted(base, wanted))), target))
+                    order.append(where)
+                chunk = pa.concat_tables(pieces).take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+                writer.write_table(chunk)
+                summaries.append(chunk.select(summary_columns))
         for part in old:
             part.unlink(missing_ok=True)
         self._seq = None
-        return table
+        return pa.concat_tables(summaries)

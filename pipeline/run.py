@@ -193,7 +193,8 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
         _check_writable(out / IMAGES_SUBDIR)
         store = ResultsStore(out / "results")
         store.recover()
-        finished = _finished_ids(store.read(), config.config_hash(), out)
+        finished = _finished_ids(store.read(columns=[schema.ID, schema.STATUS, schema.OUTPUT, schema.CONFIG_HASH]),
+                                  config.config_hash(), out)
         todo = manifest.table.filter(pc.invert(pc.is_in(manifest.table[schema.ID],
                                                           pa.array(sorted(finished), pa.string()))))
         summary = RunSummary(out=out, skipped=len(manifest.table) - len(todo), rejected=len(manifest.rejected))
