@@ -118,15 +118,15 @@ def fusion_seconds(size: int, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def _predict(measured: list[tuple[int, float]], batch: int) -> float | None:
-    """Peak at ``batch`` from smaller measured batches: a line through the last two, or
-    proportional to the batch from one (an overestimate: the models do not grow)."""
+def _predict(measured: list[tuple[int, float, float]], batch: int) -> float | None:
+    """Peak at ``batch`` from smaller measured (batch, peak, base) cells: a line through the last
+    two, or from one, its growth above the models' base scaled by the batch."""
     if not measured:
         return None
     if len(measured) == 1:
-        b, p = measured[0]
-        return p * batch / b
-    (b0, p0), (b1, p1) = measured[-2:]
+        b, peak, base = measured[0]
+        return base + (peak - base) * batch / b
+    (b0, p0, _), (b1, p1, _) = measured[-2:]
     return p1 + (p1 - p0) / (b1 - b0) * (batch - b1)
 
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         fuse = fusion_seconds(size)
         notes.append(f"Poisson fusion at {size} px: {fuse:.3f} s/image.")
         for checkpoint in [c.strip() for c in args.checkpoint.split(",") if c.strip()]:
-            measured: list[tuple[int, float]] = []
+            measured: list[tuple[int, float, float]] = []
             for batch in _ints(args.batches):
                 predicted = _predict(measured, batch)
                 row = f"| {size} | {batch} | {checkpoint} |"
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                 if "error" in cell:
                     print(f"{row} {cell['error']} | | | | |", flush=True)
                     continue
-                measured.append((batch, cell["peak_gib"]))
+                measured.append((batch, cell["peak_gib"], cell["base_gib"]))
                 if len(notes) < 2 * len(_ints(args.sizes)) and len(measured) == 1:
                     notes.append(f"{size} px, checkpoint {checkpoint}: {cell['base_gib']:.2f} "
                                  f"GiB RSS with the models and inputs loaded, before any step.")
