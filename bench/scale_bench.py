@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and outputs here")
     parser.add_argument("run_args", nargs="*", help="extra `pipeline run` options after --")
     args = parser.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)
         pairs = make_inputs(root / "inputs", args.distinct, args.size)
