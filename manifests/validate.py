@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,14 +39,14 @@ class ValidatedManifest:
         return [name for name in self.table.column_names if name not in known]
 
 
-def _as_strings(table: pa.Table, name: str) -> list[str | None]:
+def _as_strings(table: pa.Table, name: str) -> pa.ChunkedArray:
     column = table.column(name)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         try:
             column = pc.cast(column, pa.string())
         except pa.ArrowInvalid as exc:
             raise ManifestError(f"column '{name}' must hold strings, has {column.type}") from exc
-    return column.to_pylist()
+    return column
 
 
 def _resolve(uri: str | None, base: Path | None) -> str | None:
@@ -56,8 +57,25 @@ def _resolve(uri: str | None, base: Path | None) -> str | None:
     return str((base / uri).resolve())
 
 
-def _dilations(table: pa.Table) -> list[int] | None:
-    """The optional `mask_dilate` column as ints (missing values: 0), or None without the column."""
+def _resolved(column: pa.ChunkedArray, base: Path | None) -> pa.ChunkedArray:
+    """`_resolve` over a column; only the relative paths go through Python, a chunk at a time."""
+    if base is None:
+        return column
+    chunks = []
+    for chunk in column.chunks:
+        relative = pc.and_(pc.invert(pc.starts_with(chunk, "/")), pc.invert(pc.match_substring(chunk, "://")))
+        relative = pc.and_(relative, pc.greater(pc.utf8_length(chunk), 0))
+        if not pc.any(relative).as_py():
+            chunks.append(chunk)
+            continue
+        values = chunk.to_pylist()  # one chunk of Python strings at a time
+        flags = relative.to_pylist()
+        chunks.append(pa.array([_resolve(v, base) if f else v for v, f in zip(values, flags)], pa.string()))
+    return pa.chunked_array(chunks, pa.string())
+
+
+def _dilations(table: pa.Table) -> pa.ChunkedArray | None:
+    """The optional `mask_dilate` column as int64 (missing values: 0), or None without the column."""
     if schema.MASK_DILATE not in table.column_names:
         return None
     column = table.column(schema.MASK_DILATE)
@@ -65,13 +83,19 @@ def _dilations(table: pa.Table) -> list[int] | None:
         column = pc.cast(column, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ManifestError(f"column '{schema.MASK_DILATE}' must hold whole pixel counts, has {column.type}") from exc
-    return [0 if v is None else int(v) for v in column.to_pylist()]
+    return pc.fill_null(column, 0)
+
+
+def _empty(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(pc.equal(pc.utf8_length(column), 0), True)
 
 
 def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedManifest:
     """Check columns, then rows: empty fields and duplicate ids are rejected, first id wins.
 
-    `base`: folder that relative paths are relative to (the manifest file's folder).
+    `base`: folder that relative paths are relative to (the manifest file's folder). Columnar
+    (Arrow compute): the driver's memory for a long manifest is the table's, not a Python object per
+    field; only rejected rows and relative paths are visited in Python.
     """
     missing = [c for c in schema.REQUIRED_MANIFEST_COLUMNS if c not in table.column_names]
     if missing:
@@ -82,46 +106,62 @@ def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedMan
         )
     if schema.ROW in table.column_names:
         raise ManifestError(f"column '{schema.ROW}' is reserved for the row number; rename it")
+    n = len(table)
     ids = _as_strings(table, schema.ID)
-    images = [_resolve(u, base) for u in _as_strings(table, schema.IMAGE)]
-    masks = [_resolve(u, base) for u in _as_strings(table, schema.MASK)]
-    gts = ([_resolve(u, base) for u in _as_strings(table, schema.GT)] if schema.GT in table.column_names
-           else [None] * len(ids))
+    images, masks = _as_strings(table, schema.IMAGE), _as_strings(table, schema.MASK)
+    gts = _as_strings(table, schema.GT) if schema.GT in table.column_names else pa.chunked_array(
+        [pa.nulls(n, pa.string())])
     dilates = _dilations(table)
+    rows = pa.array(np.arange(n, dtype=np.int64))
 
-    seen: dict[str, int] = {}
-    keep: list[int] = []
-    rejected: list[RejectedRow] = []
-    for row, (row_id, image, mask) in enumerate(zip(ids, images, masks)):
-        problem = None
-        if not row_id:
-            problem = "empty id"
-        elif row_id in seen:
-            problem = f"duplicate id '{row_id}' (first used on row {seen[row_id]}); row skipped"
-        elif not image:
-            problem = "empty 'image' path"
-        elif not mask:
-            problem = "empty 'mask' path"
-        elif dilates is not None and dilates[row] < 0:
-            problem = f"negative '{schema.MASK_DILATE}' ({dilates[row]})"
-        if problem:
-            rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
-            continue
-        seen[row_id] = row
-        keep.append(row)
-
-    kept = table.take(pa.array(keep, pa.int64()))
-    for name, values in ((schema.ID, ids), (schema.IMAGE, images), (schema.MASK, masks)):
-        kept = kept.set_column(
-            kept.column_names.index(name), name, pa.array([values[i] for i in keep], pa.string())
-        )
-    gt_values = pa.array([gts[i] or None for i in keep], pa.string())
-    if schema.GT in kept.column_names:
-        kept = kept.set_column(kept.column_names.index(schema.GT), schema.GT, gt_values)
-    else:
-        kept = kept.append_column(schema.GT, gt_values)
+    no_id = _empty(ids)
+    # First row of each non-empty id: every later row with that id is a duplicate.
+    keyed = pa.table({"id": ids, "row": rows}).filter(pc.invert(no_id))
+    first = keyed.group_by("id", use_threads=False).aggregate([("row", "min")])
+    duplicate = pc.invert(pc.is_in(rows, first["row_min"]))
+    duplicate = pc.and_(duplicate, pc.invert(no_id))
+    problems = [no_id, duplicate, _empty(images), _empty(masks)]
     if dilates is not None:
-        kept = kept.set_column(kept.column_names.index(schema.MASK_DILATE), schema.MASK_DILATE,
-                               pa.array([dilates[i] for i in keep], pa.int64()))
-    kept = kept.append_column(schema.ROW, pa.array(keep, pa.int64()))
+        problems.append(pc.less(dilates, 0))
+    bad = problems[0]
+    for flag in problems[1:]:
+        bad = pc.or_(bad, flag)
+
+    rejected: list[RejectedRow] = []
+    bad_rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    if len(bad_rows):
+        first_row = dict(zip(first["id"].to_pylist(), first["row_min"].to_pylist()))
+        picked = pa.array(bad_rows)
+        for row, row_id, image, mask, dilate in zip(
+                bad_rows.tolist(), ids.take(picked).to_pylist(), images.take(picked).to_pylist(),
+                masks.take(picked).to_pylist(),
+                dilates.take(picked).to_pylist() if dilates is not None else [0] * len(bad_rows)):
+            if not row_id:
+                problem = "empty id"
+            elif first_row[row_id] != row:
+                problem = f"duplicate id '{row_id}' (first used on row {first_row[row_id]}); row skipped"
+            elif not image:
+                problem = "empty 'image' path"
+            elif not mask:
+                problem = "empty 'mask' path"
+            else:
+                problem = f"negative '{schema.MASK_DILATE}' ({dilate})"
+            rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
+
+    keep = pc.invert(bad)
+    kept = table.filter(keep)
+    columns = {schema.ID: ids, schema.IMAGE: _resolved(images.filter(keep), base),
+               schema.MASK: _resolved(masks.filter(keep), base)}
+    columns[schema.ID] = ids.filter(keep)
+    gt_kept = _resolved(gts.filter(keep), base)
+    gt_kept = pc.if_else(_empty(gt_kept), pa.scalar(None, pa.string()), gt_kept)
+    for name, values in columns.items():
+        kept = kept.set_column(kept.column_names.index(name), name, values)
+    if schema.GT in kept.column_names:
+        kept = kept.set_column(kept.column_names.index(schema.GT), schema.GT, gt_kept)
+    else:
+        kept = kept.append_column(schema.GT, gt_kept)
+    if dilates is not None:
+        kept = kept.set_column(kept.column_names.index(schema.MASK_DILATE), schema.MASK_DILATE, dilates.filter(keep))
+    kept = kept.append_column(schema.ROW, rows.filter(keep))
     return ValidatedManifest(table=kept, rejected=rejected)

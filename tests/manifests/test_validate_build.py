@@ -90,3 +90,19 @@ def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ManifestError, match="no image files"):
         build_manifest(BuildConfig(images=tmp_path / "empty", masks=tmp_path / "empty"))
+
+
+def test_columnar_validation_names_each_bad_row_and_resolves_only_relative_paths():
+    table = pa.table({"id": ["a", "b", "a", "", "c", "d"],
+                      "image": ["x.png", "/abs/y.png", "z", "w", "", "s3://b/k.png"],
+                      "mask": ["m.png"] * 5 + [""], "gt": ["g.png", None, "", "g", "g", "g"],
+                      "mask_dilate": [1, None, 2, 3, -1, 0]})
+    validated = validate_manifest(table, base=Path("/data"))
+    assert validated.table.to_pylist() == [
+        {"id": "a", "image": "/data/x.png", "mask": "/data/m.png", "gt": "/data/g.png", "mask_dilate": 1, "row": 0},
+        {"id": "b", "image": "/abs/y.png", "mask": "/data/m.png", "gt": None, "mask_dilate": 0, "row": 1}]
+    assert [(r.row, r.id, r.error) for r in validated.rejected] == [
+        (2, "a", "duplicate id 'a' (first used on row 0); row skipped"), (3, None, "empty id"),
+        (4, "c", "empty 'image' path"), (5, "d", "empty 'mask' path")]
+    negative = validate_manifest(pa.table({"id": ["e"], "image": ["i"], "mask": ["m"], "mask_dilate": [-2]}))
+    assert negative.rejected[0].error == "negative 'mask_dilate' (-2)"
