@@ -68,7 +68,7 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
         if pool * actor_cpus > budget:  # user asked for more actors than fit: shrink their share
             actor_cpus = budget / pool
         actor_gpus = 0.0
-    batch = batch_size or method.batch_size
+    batch = batch_size or (method.cpu_batch_size if not use_gpu and method.cpu_batch_size else method.batch_size)
     if batch_size is None and method.num_gpus == 0 and n_rows:
         # Bigger batches, but each actor still gets at least two of them.
         fits = BATCH_PIXEL_BYTES // (BYTES_PER_PIXEL * pixels_per_row) if pixels_per_row else 0  # unknown: keep it

@@ -20,6 +20,7 @@ class MethodResources:
     num_cpus: float = 1.0  # CPUs per actor (the pipeline may scale this down on small machines)
     num_gpus: float = 0.0  # GPUs per actor when the cluster has GPUs; 0 = CPU-only method
     batch_size: int = 8  # rows per call
+    cpu_batch_size: int | None = None  # rows per call when a GPU method runs on CPUs (None: batch_size)
 
 
 @dataclass(frozen=True)

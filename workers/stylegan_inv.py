@@ -79,7 +79,9 @@ class StyleGANInversion(InpaintMethod):
     """ResNet-predicted W+ refined by the paper's loss on the known region (He et al. 2022)."""
 
     Config = StyleGANInvConfig
-    resources = MethodResources(num_cpus=1, num_gpus=1, batch_size=4)
+    # On CPU the work is compute-bound and a batch costs more per image than one image alone
+    # (bench/stylegan_inv_bench.py: 1.62 vs 1.91 s/iteration/image at 256 px, batch 1 vs 4).
+    resources = MethodResources(num_cpus=1, num_gpus=1, batch_size=4, cpu_batch_size=1)
     generates_whole_image = True
     description = ("StyleGAN2 W+ inversion of the known region, encoder-initialised, with "
                    "VGG+LogCosh+MS-SSIM+LPIPS loss and latent-edit variants (He et al. 2022)")

@@ -24,8 +24,12 @@ def test_cpu_plans_always_leave_cpu_for_tasks(cpus):
 
 
 def test_gpu_plan_uses_one_actor_per_gpu_share():
-    plan = plan_resources(16, 4, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=1000)
-    assert (plan.actors, plan.actor_gpus) == (4, 1)
+    on_cpu = plan_resources(2, 0, MethodResources(num_cpus=1, num_gpus=1, batch_size=4, cpu_batch_size=1), n_rows=1000)
+    assert on_cpu.batch_size == 1 and on_cpu.actor_gpus == 0  # a GPU method without GPUs: its CPU batch
+    assert plan_resources(2, 0, MethodResources(num_gpus=1, batch_size=4, cpu_batch_size=1), n_rows=10,
+                          batch_size=3).batch_size == 3
+    plan = plan_resources(16, 4, MethodResources(num_cpus=1, num_gpus=1, batch_size=4, cpu_batch_size=1), n_rows=1000)
+    assert (plan.actors, plan.actor_gpus, plan.batch_size) == (4, 1, 4)
     cpu_fallback = plan_resources(2, 0, MethodResources(num_cpus=1, num_gpus=1), n_rows=1000)
     assert cpu_fallback.actor_gpus == 0 and cpu_fallback.actors == 1
 
