@@ -19,7 +19,7 @@ from stages.metrics import LPIPS_BACKBONE_FILES, LPIPS_NETS
 
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def load_torchvision_state(path: Path) -> dict[str, torch.Tensor]:
     """A torchvision state dict, memory-mapped where the file allows (VGG16's classifier is 500 MB
     that LPIPS never uses)."""
     try:
@@ -56,7 +56,7 @@ def build_lpips(net: str, backbone_state: dict[str, torch.Tensor] | None) -> tor
 @functools.lru_cache(maxsize=4)
 def cached_lpips(net: str, backbone_path: str) -> torch.nn.Module:
     """The LPIPS model for (net, trunk file), built once per process."""
-    return build_lpips(net, _load_state_dict(Path(backbone_path)))
+    return build_lpips(net, load_torchvision_state(Path(backbone_path)))
 
 
 def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:

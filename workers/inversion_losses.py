@@ -18,7 +18,6 @@ network, so hole pixels cannot influence the loss. VGG and LPIPS run on images a
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-VGG16_FILE = "vgg16-397923af.pth"
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-LPIPS_BACKBONE_FILES = {"vgg": VGG16_FILE, "alex": ALEXNET_FILE}
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
+from stages.metrics import LPIPS_BACKBONE_FILES, MS_SSIM_WEIGHTS
+from stages.perceptual import build_lpips, load_torchvision_state
+
+VGG16_FILE = LPIPS_BACKBONE_FILES["vgg"]
+ALEXNET_FILE = LPIPS_BACKBONE_FILES["alex"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG_TAPS = (3, 8, 15, 22)  # relu1_2, relu2_2, relu3_3, relu4_3 in torchvision vgg16.features
@@ -156,17 +156,6 @@ def _downsample(x: Tensor, size: int) -> Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
-def _torch_load(path: Path) -> dict[str, Tensor]:
-    """A state dict; memory-mapped when the file allows (VGG16's classifier is 500 MB we skip)."""
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) serialisation cannot be mapped
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict")
-    return sd
-
-
 def _features_state(state: dict[str, Tensor], keys: list[str], what: str) -> dict[str, Tensor]:
     """``features.<key>`` tensors of a torchvision state dict; the classifier is ignored."""
     missing = [k for k in keys if f"features.{k}" not in state]
@@ -229,15 +218,7 @@ class InversionLoss(nn.Module):
             heads = torch.load(path, map_location="cpu", weights_only=True)
             model.lins.load_state_dict({k[len("lin"):]: v for k, v in heads.items()})
             return model
-        with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`
-            warnings.simplefilter("ignore")
-            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-        if alexnet_state is not None:
-            own = model.net.state_dict()  # keys "sliceK.<features index>.<param>"
-            idx = {k.split(".", 1)[1]: k for k in own}
-            feats = _features_state(alexnet_state, list(idx), "AlexNet")
-            model.net.load_state_dict({idx[k]: v for k, v in feats.items()})
-        return model
+        return build_lpips(net, alexnet_state)  # the metric's own LPIPS: same heads, same trunk loading
 
     # ---------------------------------------------------------------- features
     def _vgg_features(self, x01: Tensor) -> list[Tensor]:
@@ -327,6 +308,6 @@ def load_inversion_loss(config: LossConfig = LossConfig(), device: str | torch.d
     from workers.weights_files import require_weights
 
     files = require_weights(required_loss_weights(config))
-    vgg_state = _torch_load(files[VGG16_FILE]) if VGG16_FILE in files else None
-    alex_state = _torch_load(files[ALEXNET_FILE]) if ALEXNET_FILE in files else None
+    vgg_state = load_torchvision_state(files[VGG16_FILE]) if VGG16_FILE in files else None
+    alex_state = load_torchvision_state(files[ALEXNET_FILE]) if ALEXNET_FILE in files else None
     return InversionLoss(config, vgg_state, alex_state).to(device)
