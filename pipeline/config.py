@@ -27,6 +27,7 @@ class RunConfig:
     batch_size: int | None = None  # rows per method call (default: the method's)
     limit: int | None = None  # process only the first N manifest rows (trying things out)
     flush_rows: int = 64  # results rows buffered before a Parquet part is written
+    flush_seconds: float = 5.0  # ... or this long after the last part: a crash loses at most that much work
     dilate: int | None = None  # grow every hole by N px; replaces the manifest's `mask_dilate` (None: keep it)
     output_format: str = "png"  # png | jpg | webp | same (the input's format); only png is lossless
     lpips: str = "auto"  # LPIPS trunk: alex | vgg | off | auto (alex when its weights are installed)

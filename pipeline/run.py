@@ -251,13 +251,15 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                          str(config.out), config.output_format, score_config)
         id_to_index = {row_id: i for i, row_id in enumerate(manifest.table[schema.ID].to_pylist())}
         pending: list[pa.Table] = []
-        t0 = time.perf_counter()
+        t0 = last_flush = time.perf_counter()
 
         def flush() -> None:
+            nonlocal last_flush
             if pending:
                 with _writing(store.folder):
                     store.append(pa.concat_tables(pending))
                 pending.clear()
+            last_flush = time.perf_counter()
 
         for batch in _batches_until_ray_gives_up(ds, flush):
             table = _result_table(batch, config, manifest, id_to_index)
@@ -278,7 +280,8 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                 except RunError:
                     pass  # then the rerun redoes those rows: their images are rewritten atomically
                 raise RunError(f"cannot write to {config.out / IMAGES_SUBDIR}: {failure}; {STOPPED}")
-            if sum(len(t) for t in pending) >= config.flush_rows:
+            if (sum(len(t) for t in pending) >= config.flush_rows
+                    or time.perf_counter() - last_flush >= config.flush_seconds):
                 flush()
             rate = summary.ok / max(1e-9, time.perf_counter() - t0)
             progress(f"progress: {summary.processed}/{len(todo)} rows ({summary.ok} ok, "
