@@ -20,8 +20,8 @@ METRICS: dict[str, str] = {
             "data range 255, border half-window excluded (= scikit-image gaussian_weights=True)",
     "l1": "L1, mean absolute error over all pixels and channels, in [0,1] units (lower is better)",
     "psnr_hole": "PSNR (dB) over hole pixels only",
-    "ms_ssim": f"MS-SSIM (pytorch_msssim): 5 scales, Wang et al. 2003 weights, Gaussian window {MS_SSIM_WINDOW} "
-               f"sigma {MS_SSIM_SIGMA}, data range 255, per RGB channel then averaged; none for images under "
+    "ms_ssim": f"MS-SSIM (equal to pytorch_msssim to 1e-6): 5 scales, Wang et al. 2003 weights, valid "
+               f"Gaussian window {MS_SSIM_WINDOW} sigma {MS_SSIM_SIGMA}, data range 255, per RGB channel then averaged; none for images under "
                f"{MS_SSIM_MIN_SIDE} px",
     "lpips": "LPIPS v0.1 (lpips package heads), inputs RGB scaled to [-1,1] at the image's own resolution; "
              "AlexNet trunk unless the run chose `--lpips vgg` (run.json `lpips`); lower is better; "
