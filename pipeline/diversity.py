@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from manifests import schema
+from pipeline.outputs import output_uri
 from pipeline.report import Report, bootstrap_interval
 from pipeline.results_store import ResultsStore
 from pipeline.scoring import ScoringError, resolve_scoring
@@ -32,10 +33,9 @@ def variant_groups(out: Path) -> dict[str, list[tuple[str, str]]]:
         return {}
     by_id: dict[str, list[str]] = defaultdict(list)
     bucket_of: dict[str, str] = {}
-    for row in table.select([schema.ID, schema.STATUS, schema.OUTPUT, schema.BUCKET]).to_pylist():
+    for row in table.to_pylist():
         if row[schema.STATUS] == schema.STATUS_OK and row[schema.OUTPUT]:
-            output = row[schema.OUTPUT]
-            by_id[row[schema.ID]].append(output if ("://" in output or Path(output).is_absolute()) else str(out / output))
+            by_id[row[schema.ID]].append(output_uri(out, row[schema.OUTPUT]))
             bucket_of[row[schema.ID]] = row[schema.BUCKET] or "unknown"
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for row_id, outputs in by_id.items():

@@ -28,6 +28,7 @@ import torch
 
 from manifests import schema
 from manifests.io import read_manifest
+from pipeline.outputs import output_uri
 from pipeline.fid_intervals import BootstrapConfig, bootstrap_fid_kid
 from pipeline.results_store import ResultsStore
 from stages.imageio import decode_image, read_bytes
@@ -155,7 +156,7 @@ def _pairs(out: Path) -> tuple[dict[str, list[tuple[str, str]]], int]:
                 gts[id_] = gt
     pairs: dict[str, list[tuple[str, str]]] = defaultdict(list)
     no_gt = 0
-    rows = table.select([schema.ID, schema.STATUS, schema.OUTPUT, schema.BUCKET]).to_pylist()
+    rows = table.to_pylist()
     for row in rows:
         if row[schema.STATUS] != schema.STATUS_OK or not row[schema.OUTPUT]:
             continue
@@ -163,9 +164,7 @@ def _pairs(out: Path) -> tuple[dict[str, list[tuple[str, str]]], int]:
         if gt is None:
             no_gt += 1
             continue
-        output = row[schema.OUTPUT]
-        output_uri = output if ("://" in output or Path(output).is_absolute()) else str(out / output)
-        pair = (output_uri, gt)
+        pair = (output_uri(out, row[schema.OUTPUT]), gt)
         pairs[ALL].append(pair)
         pairs[row[schema.BUCKET] or "unknown"].append(pair)
     return pairs, no_gt

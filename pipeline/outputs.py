@@ -7,7 +7,9 @@ from __future__ import annotations
 import errno
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from manifests.ids import output_stem
 from stages.batch import Batch, batch_len, is_ok, to_column
@@ -17,18 +19,31 @@ PIXEL_COLUMNS = ("image", "hole", "gt", "generated", "result")
 CONSUMED_COLUMNS = (*PIXEL_COLUMNS, "image_ext")  # dropped here: they never reach the results
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the whole file or none."""
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temp name in `path`'s folder to write to; fsynced and renamed onto `path` on success,
+    removed on failure (e.g. a full disk), so a reader sees the whole file or none."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_target`)."""
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def output_uri(out: Path, output: str) -> str:
+    """A results row's `output` as a readable location: paths are relative to OUT (so a run folder
+    can move); absolute paths and URIs are kept."""
+    return output if ("://" in output or Path(output).is_absolute()) else str(out / output)
 
 
 def image_path(images_dir: Path, row_id: str, variant: int, fmt: str = "png") -> Path:
@@ -45,9 +60,14 @@ STORAGE_FAILURES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk
                     errno.EROFS: "read-only file system"}
 
 
+def storage_reason(exc: OSError) -> str:
+    """Why a write failed, in the words STORAGE_FAILURES uses for unusable storage."""
+    return STORAGE_FAILURES.get(exc.errno) or exc.strerror or str(exc)
+
+
 def write_error(target: Path, exc: OSError) -> str:
     """The `error` of a row whose image could not be written; names the file and the cause."""
-    return f"write {target}: {STORAGE_FAILURES.get(exc.errno) or exc.strerror or exc}"
+    return f"write {target}: {storage_reason(exc)}"
 
 
 def storage_failure(error: str | None) -> str | None:

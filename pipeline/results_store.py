@@ -8,11 +8,8 @@ behind. So after any sequence of interrupted runs and one that finishes, each id
 from __future__ import annotations
 
 import json
-import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -20,31 +17,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import schema
+from pipeline.outputs import atomic_target
 
 _PART = re.compile(r"^part-(\d{5})-(\d{5})\.parquet$")
 _SUPERSEDES = b"facefill.supersedes"
 
 
-@contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """A temp name in `path`'s folder to write to; fsynced and renamed onto `path` on success, removed
-    on failure (e.g. a full disk), so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_parquet_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    """Write `table` to `path` atomically (see `_atomic_target`)."""
+    """Write `table` to `path` atomically (see `pipeline.outputs.atomic_target`)."""
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         pq.write_table(table, tmp)
 
 
@@ -82,15 +65,14 @@ class ResultsStore:
             for name in json.loads(metadata.get(_SUPERSEDES, b"[]")):
                 (self.folder / name).unlink(missing_ok=True)
 
-    def _selection(self, parts: list[Path]) -> pa.Table:
+    @staticmethod
+    def _selection(key_tables: list[pa.Table]) -> pa.Table:
         """Which row of which part survives, in manifest order: `_part`, `_index` (within its part)
-        for the rows of the newest part that has each id, sorted by (row, variant, id). Reads only
-        the key columns, so it is small however large the results."""
-        keys = []
-        for number, part in enumerate(parts):
-            table = pq.read_table(part, columns=list(KEYS))
-            keys.append(table.append_column("_part", pa.array(np.full(len(table), number, np.int32)))
-                        .append_column("_index", pa.array(np.arange(len(table), dtype=np.int64))))
+        for the rows of the newest part that has each id, sorted by (row, variant, id). Needs only
+        the parts' key columns, so it is small however large the results."""
+        keys = [table.select(list(KEYS)).append_column("_part", pa.array(np.full(len(table), number, np.int32)))
+                .append_column("_index", pa.array(np.arange(len(table), dtype=np.int64)))
+                for number, table in enumerate(key_tables)]
         table = pa.concat_tables(keys, promote_options="permissive")
         if pc.count_distinct(table[schema.ID]).as_py() < len(table):  # an id in several parts
             newest = table.select([schema.ID, "_part"]).group_by(schema.ID).aggregate([("_part", "max")])
@@ -100,18 +82,19 @@ class ResultsStore:
 
     def read(self, columns: list[str] | None = None) -> pa.Table | None:
         """All rows (or only `columns`), keeping for each id only the rows of the newest part that
-        has it, in manifest row order."""
+        has it, in manifest row order. Each part is read once."""
         parts = self.parts()
         if not parts:
             return None
-        selection = self._selection(parts)
-        wanted = None if columns is None else list(dict.fromkeys([*columns]))
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *KEYS]))
         tables = [pq.read_table(part, columns=wanted) for part in parts]
+        selection = self._selection(tables)
         offsets = np.cumsum([0, *(len(t) for t in tables)])
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
         positions = offsets[selection["_part"].to_numpy()] + selection["_index"].to_numpy()
-        return table.take(pa.array(positions))
+        table = table.take(pa.array(positions))
+        return table if columns is None else table.select(list(dict.fromkeys(columns)))
 
     def _next_name(self) -> str:
         if self._seq is None:
@@ -136,7 +119,7 @@ class ResultsStore:
         old = self.parts()
         if not old:
             return None
-        selection = self._selection(old)
+        selection = self._selection([pq.read_table(p, columns=list(KEYS)) for p in old])
         summary_columns = [*KEYS, schema.STATUS]
         if len(old) == 1 and np.array_equal(selection["_index"].to_numpy(), np.arange(len(selection))):
             return pq.read_table(old[0], columns=summary_columns)  # already one part in order
@@ -148,7 +131,7 @@ class ResultsStore:
         self._seq, self._chunk = None, 0
         path = self.folder / self._next_name()
         summaries = []
-        with _atomic_target(path) as tmp, pq.ParquetWriter(tmp, target) as writer:
+        with atomic_target(path) as tmp, pq.ParquetWriter(tmp, target) as writer:
             part_of, index_of = selection["_part"].to_numpy(), selection["_index"].to_numpy()
             for start in range(0, len(selection), CONSOLIDATE_CHUNK_ROWS):
                 part, index = part_of[start:start + CONSOLIDATE_CHUNK_ROWS], index_of[start:start + CONSOLIDATE_CHUNK_ROWS]

@@ -20,7 +20,7 @@ from manifests import schema
 from manifests.io import read_manifest
 from manifests.validate import ValidatedManifest, validate_manifest
 from pipeline.config import RunConfig
-from pipeline.outputs import IMAGES_SUBDIR, STORAGE_FAILURES, storage_failure, write_atomic
+from pipeline.outputs import IMAGES_SUBDIR, storage_failure, storage_reason, write_atomic
 from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
 from pipeline.results_store import ResultsStore, write_parquet_atomic
 from pipeline.scoring import resolve_scoring
@@ -74,8 +74,7 @@ def _writing(folder: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        reason = STORAGE_FAILURES.get(exc.errno) or exc.strerror or str(exc)
-        raise RunError(f"cannot write to {folder}: {reason}; {STOPPED}") from exc
+        raise RunError(f"cannot write to {folder}: {storage_reason(exc)}; {STOPPED}") from exc
 
 
 def _check_writable(folder: Path) -> None:
