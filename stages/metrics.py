@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from manifests import schema
 from stages.batch import Batch, batch_len, has_pixels, is_ok, to_column
 
 PSNR_CAP_DB = 100.0  # identical images would give +inf; a cap keeps means and intervals finite
@@ -26,6 +27,7 @@ LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923
 MS_SSIM_WINDOW = 11
 MS_SSIM_SIGMA = 1.5
 MS_SSIM_MIN_SIDE = (MS_SSIM_WINDOW - 1) * 2**4 + 1
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 
@@ -69,17 +71,23 @@ def ssim(output: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+def _ssim_terms(x: np.ndarray, y: np.ndarray, blur) -> tuple[np.ndarray, np.ndarray]:
+    """Luminance and contrast-structure maps of SSIM (Wang et al. 2004) for float64 images, with
+    `blur` as the local window (its output shape is the maps')."""
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    luminance = (2 * mu_x * mu_y + _C1) / (mu_x**2 + mu_y**2 + _C1)
+    return luminance, (2 * cov + _C2) / (var_x + var_y + _C2)
+
+
 def _ssim_maps(output: np.ndarray, gt: np.ndarray) -> list[np.ndarray]:
     """Per-channel SSIM maps (Gaussian window 11, sigma 1.5, reflected border)."""
     maps = []
     for channel in range(output.shape[2]):
-        x = output[..., channel].astype(np.float64)
-        y = gt[..., channel].astype(np.float64)
-        mu_x, mu_y = _blur(x), _blur(y)
-        var_x = _blur(x * x) - mu_x * mu_x
-        var_y = _blur(y * y) - mu_y * mu_y
-        cov = _blur(x * y) - mu_x * mu_y
-        maps.append(((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / ((mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2)))
+        luminance, cs = _ssim_terms(output[..., channel].astype(np.float64), gt[..., channel].astype(np.float64),
+                                    _blur)
+        maps.append(luminance * cs)
     return maps
 
 
@@ -90,9 +98,6 @@ def ssim_hole(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> float:
     if not hole.any():
         return float("nan")
     return float(np.mean(_ssim_maps(output, gt), axis=0)[hole].mean())
-
-
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
 
 
 def _pool2(x: np.ndarray) -> np.ndarray:
@@ -118,22 +123,19 @@ def ms_ssim(output: np.ndarray, gt: np.ndarray) -> float:
         return float("nan")
     window = cv2.getGaussianKernel(MS_SSIM_WINDOW, MS_SSIM_SIGMA, cv2.CV_64F)
     crop = MS_SSIM_WINDOW // 2
+
+    def valid_blur(z: np.ndarray) -> np.ndarray:  # `[H,W,C]` → `[H-10,W-10,C]`: valid positions only
+        return cv2.sepFilter2D(z, cv2.CV_64F, window, window)[crop:-crop, crop:-crop].reshape(
+            z.shape[0] - 2 * crop, z.shape[1] - 2 * crop, -1)
+
     x, y = output.astype(np.float64), gt.astype(np.float64)
     value = np.ones(x.shape[2])
     for level, weight in enumerate(MS_SSIM_WEIGHTS):
-        def valid_blur(z: np.ndarray) -> np.ndarray:
-            return cv2.sepFilter2D(z, cv2.CV_64F, window, window)[crop:-crop, crop:-crop].reshape(
-                z.shape[0] - 2 * crop, z.shape[1] - 2 * crop, -1)
-
-        mu_x, mu_y = valid_blur(x), valid_blur(y)
-        var_x, var_y = valid_blur(x * x) - mu_x**2, valid_blur(y * y) - mu_y**2
-        cov = valid_blur(x * y) - mu_x * mu_y
-        cs = (2 * cov + _C2) / (var_x + var_y + _C2)
+        luminance, cs = _ssim_terms(x, y, valid_blur)
         if level < len(MS_SSIM_WEIGHTS) - 1:
             value *= np.maximum(cs.mean(axis=(0, 1)), 0) ** weight
             x, y = _pool2(x), _pool2(y)
         else:
-            luminance = (2 * mu_x * mu_y + _C1) / (mu_x**2 + mu_y**2 + _C1)
             value *= np.maximum((luminance * cs).mean(axis=(0, 1)), 0) ** weight
     return float(value.mean())
 
@@ -144,8 +146,7 @@ def score_row(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict[str,
             "psnr_hole": psnr_hole(output, gt, hole)}
 
 
-PIXEL_METRICS = ("psnr", "ssim", "l1", "psnr_hole")
-METRIC_NAMES = (*PIXEL_METRICS, "ms_ssim", "lpips")
+METRIC_NAMES = schema.METRIC_COLUMNS  # the score stage fills every metric column of the results
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,6 @@ class ScoreConfig:
 def score_batch(batch: Batch, config: ScoreConfig = ScoreConfig()) -> Batch:
     """Adds metric columns (NaN where there is no ground truth, the row failed or the metric is
     off) and `t_score` (the row's share of the batched LPIPS time included)."""
-
     n = batch_len(batch)
     columns: dict[str, list[float]] = {name: [float("nan")] * n for name in (*METRIC_NAMES, "t_score")}
     scored = [i for i in range(n) if is_ok(batch, i) and has_pixels(batch["gt"][i])]
