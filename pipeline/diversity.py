@@ -26,24 +26,23 @@ from stages.imageio import decode_image, read_bytes
 METRIC = "lpips_diversity"
 
 
-def variant_groups(out: Path) -> dict[str, list[tuple[str, str]]]:
-    """Per bucket and "all": (id, output uri) lists of ids with at least two ok variants."""
+def variant_outputs(out: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Output uris per id with at least two ok variants, and those ids per bucket (and "all")."""
     table = ResultsStore(out / "results").read(columns=[schema.ID, schema.STATUS, schema.OUTPUT, schema.BUCKET])
     if table is None:
-        return {}
+        return {}, {}
     by_id: dict[str, list[str]] = defaultdict(list)
     bucket_of: dict[str, str] = {}
     for row in table.to_pylist():
         if row[schema.STATUS] == schema.STATUS_OK and row[schema.OUTPUT]:
             by_id[row[schema.ID]].append(output_uri(out, row[schema.OUTPUT]))
             bucket_of[row[schema.ID]] = row[schema.BUCKET] or "unknown"
-    groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for row_id, outputs in by_id.items():
-        if len(outputs) >= 2:
-            for uri in outputs:
-                groups["all"].append((row_id, uri))
-                groups[bucket_of[row_id]].append((row_id, uri))
-    return dict(groups)
+    by_id = {row_id: uris for row_id, uris in by_id.items() if len(uris) >= 2}
+    ids_by_bucket: dict[str, list[str]] = defaultdict(list)
+    for row_id in by_id:
+        ids_by_bucket["all"].append(row_id)
+        ids_by_bucket[bucket_of[row_id]].append(row_id)
+    return by_id, dict(ids_by_bucket)
 
 
 def per_input_diversity(outputs_by_id: dict[str, list[str]], model: Any) -> dict[str, float]:
@@ -66,8 +65,8 @@ def add_diversity(report: Report, mode: bool | None, n_bootstrap: int = 1000, se
 
     if mode is False:
         return
-    groups = variant_groups(report.out)
-    if not groups:
+    by_id, ids_by_bucket = variant_outputs(report.out)
+    if not by_id:
         if mode:
             report.notes.append(f"{METRIC}: the run has no input with two or more ok variants (`--variants K`)")
         return
@@ -82,15 +81,11 @@ def add_diversity(report: Report, mode: bool | None, n_bootstrap: int = 1000, se
         report.notes.append(f"{METRIC} not computed: {scoring.note}")
         return
     model = cached_lpips(scoring.config.lpips_net, str(scoring.config.lpips_backbone))
-    by_id: dict[str, list[str]] = defaultdict(list)
-    for row_id, uri in groups["all"]:
-        by_id[row_id].append(uri)
     values = per_input_diversity(by_id, model)
-    for name, members in groups.items():
+    for name, ids in ids_by_bucket.items():
         group = report.overall if name == "all" else report.buckets.get(name)
         if group is None:
             continue
-        ids = list(dict.fromkeys(row_id for row_id, _ in members))
         summary = bootstrap_interval(np.asarray([values[i] for i in ids]), n_bootstrap, np.random.default_rng(seed))
         group[METRIC] = summary.__dict__
     report.notes.append(f"{METRIC}: LPIPS {scoring.config.lpips_net}, {len(values)} input(s), "

@@ -21,8 +21,8 @@ METRICS: dict[str, str] = {
     "l1": "L1, mean absolute error over all pixels and channels, in [0,1] units (lower is better)",
     "psnr_hole": "PSNR (dB) over hole pixels only",
     "ms_ssim": f"MS-SSIM (equal to pytorch_msssim to 1e-6): 5 scales, Wang et al. 2003 weights, valid "
-               f"Gaussian window {MS_SSIM_WINDOW} sigma {MS_SSIM_SIGMA}, data range 255, per RGB channel then averaged; none for images under "
-               f"{MS_SSIM_MIN_SIDE} px",
+               f"Gaussian window {MS_SSIM_WINDOW} sigma {MS_SSIM_SIGMA}, data range 255, per RGB channel then "
+               f"averaged; none for images under {MS_SSIM_MIN_SIDE} px",
     "lpips": "LPIPS v0.1 (lpips package heads), inputs RGB scaled to [-1,1] at the image's own resolution; "
              "AlexNet trunk unless the run chose `--lpips vgg` (run.json `lpips`); lower is better; "
              "none when the trunk's weights were not installed",
@@ -139,7 +139,7 @@ def build_report(out: Path, n_bootstrap: int = 1000, seed: int = 0) -> Report:
     return report
 
 
-def _cell(summary: dict[str, Any] | None, digits: int) -> str:
+def summary_cell(summary: dict[str, Any] | None, digits: int) -> str:
     """`mean [low, high]` of a summary; `–` when absent."""
     if not summary:
         return "–"
@@ -167,7 +167,7 @@ def to_markdown(report: Report) -> str:
              "| bucket | rows | ok | error | scored | " + " | ".join(METRICS) + " |",
              "|---|---:|---:|---:|---:|" + "---|" * len(METRICS)]
     for name, group in [*report.buckets.items(), ("all", report.overall)]:
-        cells = [_cell(group[m], DIGITS[m]) for m in METRICS]
+        cells = [summary_cell(group[m], DIGITS[m]) for m in METRICS]
         label = f"**{name}**" if name == "all" else name
         lines.append(f"| {label} | {group['count']} | {group['ok']} | {group['error']} | "
                      f"{group['scored']} | " + " | ".join(cells) + " |")
@@ -188,7 +188,7 @@ def to_markdown(report: Report) -> str:
     if extra:  # summaries added after the run (e.g. lpips_diversity), with their intervals
         lines += ["", "## Other metrics", "", "| bucket | " + " | ".join(extra) + " |", "|---|" + "---|" * len(extra)]
         for name, group in [*report.buckets.items(), ("all", report.overall)]:
-            lines.append(f"| {name} | " + " | ".join(_cell(group.get(k), DIGITS.get(k, 4)) for k in extra) + " |")
+            lines.append(f"| {name} | " + " | ".join(summary_cell(group.get(k), DIGITS.get(k, 4)) for k in extra) + " |")
     lines += [f"\n{note}" for note in report.notes]
     if report.overall["no_ground_truth"]:
         lines += ["", f"{report.overall['no_ground_truth']} ok row(s) have no ground truth: they are "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from manifests.buckets import bucket_order
-from pipeline.report import DIGITS, METRICS, Report, _cell
+from pipeline.report import DIGITS, METRICS, Report, summary_cell
 
 # Metrics where a smaller value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"l1", "fid", "kid", "kid_mean", "lpips"})
@@ -137,7 +137,7 @@ def to_markdown_compare(reports: list[Report], regressions: list[Regression], ba
         for index, report in enumerate(reports):
             group = groups(report).get(bucket, {})
             for metric in metrics:
-                cell = _cell(group.get(metric), DIGITS.get(metric, 4))
+                cell = summary_cell(group.get(metric), DIGITS.get(metric, 4))
                 cells.append(cell + (" ▼" if (index, bucket, metric) in flagged else ""))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Cells: mean [95% percentile-bootstrap interval]. ▼: regression, i.e. worse than the baseline "
