@@ -150,9 +150,8 @@ def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedMan
 
     keep = pc.invert(bad)
     kept = table.filter(keep)
-    columns = {schema.ID: ids, schema.IMAGE: _resolved(images.filter(keep), base),
+    columns = {schema.ID: ids.filter(keep), schema.IMAGE: _resolved(images.filter(keep), base),
                schema.MASK: _resolved(masks.filter(keep), base)}
-    columns[schema.ID] = ids.filter(keep)
     gt_kept = _resolved(gts.filter(keep), base)
     gt_kept = pc.if_else(_empty(gt_kept), pa.scalar(None, pa.string()), gt_kept)
     for name, values in columns.items():

@@ -31,6 +31,16 @@ def load_torchvision_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def features_state(state: dict[str, torch.Tensor], keys: list[str], what: str) -> dict[str, torch.Tensor]:
+    """``features.<key>`` tensors of a torchvision state dict (the classifier is never needed);
+    ValueError naming the first missing key when it is not that network's file."""
+    missing = [k for k in keys if f"features.{k}" not in state]
+    if missing:
+        raise ValueError(f"{what} state dict lacks features.{missing[0]} (and "
+                         f"{len(missing) - 1} more); is it a torchvision ImageNet file?")
+    return {k: state[f"features.{k}"] for k in keys}
+
+
 def build_lpips(net: str, backbone_state: dict[str, torch.Tensor] | None) -> torch.nn.Module:
     """``lpips.LPIPS(net)`` with the package's learned heads and the trunk loaded from
     ``backbone_state`` (a torchvision ``alexnet``/``vgg16`` state dict; None keeps it random, for
@@ -45,11 +55,9 @@ def build_lpips(net: str, backbone_state: dict[str, torch.Tensor] | None) -> tor
     if backbone_state is not None:
         own = model.net.state_dict()  # "sliceK.<index in torchvision's features>.<param>"
         by_feature_key = {key.split(".", 1)[1]: key for key in own}
-        missing = [k for k in by_feature_key if f"features.{k}" not in backbone_state]
-        if missing:
-            raise ValueError(f"the {net} LPIPS trunk needs features.{missing[0]} (and {len(missing) - 1} "
-                             f"more), absent from the state dict: is it torchvision's {LPIPS_BACKBONE_FILES[net]}?")
-        model.net.load_state_dict({by_feature_key[k]: backbone_state[f"features.{k}"] for k in by_feature_key})
+        trunk = features_state(backbone_state, list(by_feature_key),
+                               f"{net} LPIPS trunk ({LPIPS_BACKBONE_FILES[net]})")
+        model.net.load_state_dict({by_feature_key[k]: value for k, value in trunk.items()})
     return model.eval().requires_grad_(False)
 
 

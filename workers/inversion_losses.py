@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stages.metrics import LPIPS_BACKBONE_FILES, MS_SSIM_WEIGHTS
-from stages.perceptual import build_lpips, load_torchvision_state
+from stages.perceptual import build_lpips, features_state, load_torchvision_state
 
 VGG16_FILE = LPIPS_BACKBONE_FILES["vgg"]
 ALEXNET_FILE = LPIPS_BACKBONE_FILES["alex"]
@@ -156,22 +156,13 @@ def _downsample(x: Tensor, size: int) -> Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
-def _features_state(state: dict[str, Tensor], keys: list[str], what: str) -> dict[str, Tensor]:
-    """``features.<key>`` tensors of a torchvision state dict; the classifier is ignored."""
-    missing = [k for k in keys if f"features.{k}" not in state]
-    if missing:
-        raise ValueError(f"{what} state dict lacks features.{missing[0]} (and "
-                         f"{len(missing) - 1} more); is it a torchvision ImageNet file?")
-    return {k: state[f"features.{k}"] for k in keys}
-
-
 def _vgg16_trunk(n_layers: int, state: dict[str, Tensor] | None) -> nn.Sequential:
     """torchvision VGG16 ``features[:n_layers]`` (the classifier is never built)."""
     from torchvision.models.vgg import cfgs, make_layers
 
     trunk = make_layers(cfgs["D"])[:n_layers]
     if state is not None:
-        trunk.load_state_dict(_features_state(state, list(trunk.state_dict()), "VGG16"))
+        trunk.load_state_dict(features_state(state, list(trunk.state_dict()), "VGG16"))
     return trunk
 
 
