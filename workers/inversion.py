@@ -10,6 +10,7 @@ Per batch it also decides whether the generator's activations are kept for backw
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ class InversionConfig:
 
 
 CHECKPOINT_MODES = ("auto", "on", "off")
+# synthesis_saved_bytes' two measurements per generator (they depend on its weights' shapes only).
+_SAVED_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def synthesis_saved_bytes(generator: nn.Module, batch: int, noise_mode: str = "const") -> int:
@@ -69,8 +72,12 @@ def synthesis_saved_bytes(generator: nn.Module, batch: int, noise_mode: str = "c
             generator.synthesis(w.requires_grad_(True), noise_mode=noise_mode)
         return sum(seen.values())
 
-    one = measure(1)
-    return one if batch <= 1 else one + (batch - 1) * (measure(2) - one)
+    key = (noise_mode, str(next(generator.parameters()).device))
+    measured = _SAVED_BYTES.setdefault(generator, {})
+    if key not in measured:  # once per generator: every later batch of an actor reuses it
+        measured[key] = (measure(1), measure(2))
+    one, two = measured[key]
+    return one if batch <= 1 else one + (batch - 1) * (two - one)
 
 
 def free_memory_bytes(device: torch.device) -> int:
