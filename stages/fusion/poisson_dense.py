@@ -364,9 +364,15 @@ def axpy(x, p, alpha, ext):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax):  # pragma: no cover - jit
-    """x += dx (float32 correction); r = b - A x in float64 (the certified residual);
-    rmax[c] = max |r_c|.  Pipelined: correct row y, residual of row y-1."""
+def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax, row64):  # pragma: no cover - jit
+    """x += dx (float32 correction); r = b - A x evaluated in float64 (the certified
+    residual), stored as float32 into r (the next round's right-hand side);
+    rmax[c] = max |r_c| of the float64 values.  row64: [Wp] float64 scratch.
+
+    Pipelined: correct row y, residual of row y-1.  The float64 residual is
+    never stored as planes: only its max is certified, and the next round
+    needs it in float32 anyway.
+    """
     nc, hp, wp = x.shape
     rbits = np.zeros(nc, np.int64)
     for c in range(nc):
@@ -381,11 +387,14 @@ def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax):  # pragma: no cover -
                 lo, hi = ext[yy, 0], ext[yy, 1]
                 dd, ee, nn, ss = d[yy, lo:hi], we[yy, lo - 1:hi], ws[yy - 1, lo:hi], ws[yy, lo:hi]
                 xm, xn, xs = xc[yy, lo - 1:hi + 1], xc[yy - 1, lo:hi], xc[yy + 1, lo:hi]
-                rr, bb = r[c, yy, lo:hi], b[c, yy, lo:hi]
+                bb, tt = b[c, yy, lo:hi], row64[:hi - lo]
                 for k in range(hi - lo):
-                    rr[k] = bb[k] - (dd[k] * xm[k + 1] - ee[k + 1] * xm[k + 2] - ee[k] * xm[k]
+                    tt[k] = bb[k] - (dd[k] * xm[k + 1] - ee[k + 1] * xm[k + 2] - ee[k] * xm[k]
                                      - ss[k] * xs[k] - nn[k] * xn[k])
-                rbits[c] = max(rbits[c], _absmax_bits64(rr))
+                rbits[c] = max(rbits[c], _absmax_bits64(tt))
+                rr = r[c, yy, lo:hi]
+                for k in range(hi - lo):
+                    rr[k] = tt[k]
     rmax[:] = rbits.view(np.float64)
 
 

@@ -292,24 +292,22 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
     """
     lv = DenseLevels(hier)
     x64 = np.zeros(b.shape)
-    r64 = b  # the residual of x64 = 0; replaced by a float64 array after the first round
     rmax = np.zeros(NPLANES)
     dn.plane_absmax(b, lv.ext, rmax)
     wk = DenseWork(lv, NPLANES)
+    dn.copy_rows(b, wk.r, lv.ext)  # later rounds: correct_residual64 writes wk.r
+    row64 = np.zeros(lv.shape[1])
     m, vmax, nc = 0.0, 0.0, NPLANES
     for _ in range(MAX_ROUNDS):
         work = wk if nc == NPLANES else wk.planes(nc)
-        dn.copy_rows(r64[:nc], work.r, lv.ext)
         goal = INNER_REDUCTION * rmax[:nc]
         if nc == NPLANES:  # the bound only needs m = 1 - max|1 - A v| near 1
             goal[-1] = BOUND_RESIDUAL
         elif m > 0.0:  # no need to go further than the certificate asks
             goal = np.maximum(goal, CERT_MARGIN * max_error * m / vmax)
         inner_pcg(lv, work, goal, MAX_INNER)
-        if r64 is b:
-            r64 = np.zeros(b.shape)
         dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.we, lv.ws, lv.ext,
-                              r64[:nc], rmax[:nc])
+                              work.r, rmax[:nc], row64)
         if nc == NPLANES:
             m, vmax = 1.0 - rmax[-1], max(float(x64[-1].max()), 0.0)
             if m >= BOUND_GOOD:
