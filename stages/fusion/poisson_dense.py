@@ -67,10 +67,10 @@ def _absmax_bits64(row):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _residual5_row(z, r, d, we, ws, y, lo, hi, res):  # pragma: no cover - jit
+def _residual5_row(z, r, d, mask, y, lo, hi, res):  # pragma: no cover - jit
     """res[c] = (r - A z)[c, y] on [lo, hi), zero elsewhere (5-point level)."""
     nc, hp, wp = z.shape
-    dd, ee, nn, ss = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi]
+    dd, mm = d[y, lo:hi], mask[y, lo:hi]
     for c in range(nc):
         out = res[c]
         out[:lo] = 0.0
@@ -78,35 +78,32 @@ def _residual5_row(z, r, d, we, ws, y, lo, hi, res):  # pragma: no cover - jit
         o, rr = out[lo:hi], r[c, y, lo:hi]
         zm, zn, zs = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi]
         for k in range(hi - lo):
-            o[k] = rr[k] - (dd[k] * zm[k + 1] - ee[k + 1] * zm[k + 2] - ee[k] * zm[k]
-                            - ss[k] * zs[k] - nn[k] * zn[k])
+            o[k] = rr[k] - (dd[k] * zm[k + 1] - mm[k] * (zm[k + 2] + zm[k] + zs[k] + zn[k]))
 
 
 @nb.njit(**_JIT)
-def _gs5_row(z, r, d, we, ws, inv, y, lo, hi, tmp):  # pragma: no cover - jit
+def _gs5_row(z, r, d, inv, y, lo, hi, tmp):  # pragma: no cover - jit
     """One colour of row y: z += inv (r - A z) (inv is zero off that colour)."""
     nc, hp, wp = z.shape
-    dd, ee, nn, ss, iv = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi], inv[y, lo:hi]
+    dd, iv = d[y, lo:hi], inv[y, lo:hi]
     for c in range(nc):
         zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
         for k in range(hi - lo):
-            tmp[k] = iv[k] * (rr[k] - dd[k] * zm[k + 1] + ee[k + 1] * zm[k + 2] + ee[k] * zm[k]
-                              + ss[k] * zs[k] + nn[k] * zn[k])
+            tmp[k] = iv[k] * (rr[k] - dd[k] * zm[k + 1] + zm[k + 2] + zm[k] + zs[k] + zn[k])
         zo = z[c, y, lo:hi]
         for k in range(hi - lo):
             zo[k] += tmp[k]
 
 
 @nb.njit(**_JIT)
-def _black_from_zero(z, r, we, ws, inv_b, y, lo, hi, tmp):  # pragma: no cover - jit
+def _black_from_zero(z, r, inv_b, y, lo, hi, tmp):  # pragma: no cover - jit
     """Black points of row y (zero so far) from their final red neighbours."""
     nc, hp, wp = z.shape
-    ee, nn, ss, iv = we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi], inv_b[y, lo:hi]
+    iv = inv_b[y, lo:hi]
     for c in range(nc):
         zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
         for k in range(hi - lo):
-            tmp[k] = iv[k] * (rr[k] + ee[k + 1] * zm[k + 2] + ee[k] * zm[k]
-                              + ss[k] * zs[k] + nn[k] * zn[k])
+            tmp[k] = iv[k] * (rr[k] + zm[k + 2] + zm[k] + zs[k] + zn[k])
         zo = z[c, y, lo:hi]
         for k in range(hi - lo):
             zo[k] += tmp[k]
@@ -250,7 +247,7 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
 # ---------------------------------------------------------- fine-level passes
 
 @nb.njit(**_JIT)
-def step_presmooth_restrict(r, p, alpha, z, d, we, ws, inv_r, inv_b, ext, bc, cmask, rmax,
+def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmask, rmax,
                             res, crow, tmp):  # pragma: no cover - jit
     """One fused pass: r -= alpha A p (rmax[c] = max|r_c|); z = red-black GS(A z = r)
     from zero; bc = P^T (r - A z) (skipped when bc has no rows).
@@ -267,24 +264,22 @@ def step_presmooth_restrict(r, p, alpha, z, d, we, ws, inv_r, inv_b, ext, bc, cm
     for y in range(1, hp + 1):
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
-            dd, ee, nn, ss = d[y, lo:hi], we[y, lo - 1:hi], ws[y - 1, lo:hi], ws[y, lo:hi]
-            iv = inv_r[y, lo:hi]
+            dd, mm, iv = d[y, lo:hi], mask[y, lo:hi], inv_r[y, lo:hi]
             for c in range(nc):
                 a = alpha[c]
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
                 rr = r[c, y, lo:hi]
                 zo = z[c, y, lo:hi]
                 for k in range(hi - lo):
-                    rr[k] -= a * (dd[k] * pm[k + 1] - ee[k + 1] * pm[k + 2] - ee[k] * pm[k]
-                                  - ss[k] * ps[k] - nn[k] * pn[k])
+                    rr[k] -= a * (dd[k] * pm[k + 1] - mm[k] * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
                 rbits[c] = max(rbits[c], _absmax_bits32(rr))
                 for k in range(hi - lo):
                     zo[k] = iv[k] * rr[k]  # red from zero; black entries become 0
         if 2 <= y < hp:
-            _black_from_zero(z, r, we, ws, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
+            _black_from_zero(z, r, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if restrict and 3 <= y:
             lo, hi = ext[y - 2, 0], ext[y - 2, 1]
-            _residual5_row(z, r, d, we, ws, y - 2, lo, hi, res)
+            _residual5_row(z, r, d, mask, y - 2, lo, hi, res)
             _restrict_row(res, bc, y - 3, hf, wf, lo, hi, crow, tmp)
     if restrict:
         _apply_mask(bc, cmask)
@@ -292,7 +287,7 @@ def step_presmooth_restrict(r, p, alpha, z, d, we, ws, inv_r, inv_b, ext, bc, cm
 
 
 @nb.njit(**_JIT)
-def prolong_postsmooth_dot(z, zc, r, d, we, ws, inv_r, inv_b, mask, ext, dots, crow,
+def prolong_postsmooth_dot(z, zc, r, d, inv_r, inv_b, mask, ext, dots, crow,
                            tmp):  # pragma: no cover - jit
     """One fused pass: z += P zc (skipped when zc has no rows); black then red GS
     sweep on A z = r; dots[c] = <r_c, z_c>.
@@ -307,11 +302,11 @@ def prolong_postsmooth_dot(z, zc, r, d, we, ws, inv_r, inv_b, mask, ext, dots, c
         if coarse and y < hp - 1:
             _prolong_row(z, zc, mask, y, ext[y, 0], ext[y, 1], crow, tmp)
         if 2 <= y < hp:
-            _gs5_row(z, r, d, we, ws, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
+            _gs5_row(z, r, d, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if 3 <= y:
             yy = y - 2
             lo, hi = ext[yy, 0], ext[yy, 1]
-            _gs5_row(z, r, d, we, ws, inv_r, yy, lo, hi, tmp)
+            _gs5_row(z, r, d, inv_r, yy, lo, hi, tmp)
             for c in range(nc):
                 rr, zz = r[c, yy, lo:hi], z[c, yy, lo:hi]
                 acc = 0.0
@@ -321,8 +316,11 @@ def prolong_postsmooth_dot(z, zc, r, d, we, ws, inv_r, inv_b, mask, ext, dots, c
 
 
 @nb.njit(**_JIT)
-def update_direction(x, p, z, alpha, beta, d, we, ws, ext, pq):  # pragma: no cover - jit
-    """One fused pass: x += alpha p; p = z + beta p; pq[c] = <p_c, A p_c> (new p)."""
+def update_direction(x, p, z, alpha, beta, d, ext, pq):  # pragma: no cover - jit
+    """One fused pass: x += alpha p; p = z + beta p; pq[c] = <p_c, A p_c> (new p).
+
+    No mask on A p: its off-unknown entries are multiplied by p = 0 there.
+    """
     nc, hp, wp = z.shape
     for c in range(nc):
         pq[c] = 0.0
@@ -340,13 +338,12 @@ def update_direction(x, p, z, alpha, beta, d, we, ws, ext, pq):  # pragma: no co
         if 2 <= y < hp:
             yy = y - 1
             lo, hi = ext[yy, 0], ext[yy, 1]
-            dd, ee, nn, ss = d[yy, lo:hi], we[yy, lo - 1:hi], ws[yy - 1, lo:hi], ws[yy, lo:hi]
+            dd = d[yy, lo:hi]
             for c in range(nc):
                 pm, pn, ps = p[c, yy, lo - 1:hi + 1], p[c, yy - 1, lo:hi], p[c, yy + 1, lo:hi]
                 acc = 0.0
                 for k in range(hi - lo):
-                    ap = (dd[k] * pm[k + 1] - ee[k + 1] * pm[k + 2] - ee[k] * pm[k]
-                          - ss[k] * ps[k] - nn[k] * pn[k])
+                    ap = dd[k] * pm[k + 1] - (pm[k + 2] + pm[k] + ps[k] + pn[k])
                     acc += np.float64(pm[k + 1] * ap)
                 pq[c] += acc
 
@@ -364,7 +361,7 @@ def axpy(x, p, alpha, ext):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax, row64):  # pragma: no cover - jit
+def correct_residual64(x, dx, b, d, mask, ext, r, rmax, row64):  # pragma: no cover - jit
     """x += dx (float32 correction); r = b - A x evaluated in float64 (the certified
     residual), stored as float32 into r (the next round's right-hand side);
     rmax[c] = max |r_c| of the float64 values.  row64: [Wp] float64 scratch.
@@ -385,12 +382,12 @@ def correct_residual64(x, dx, b, d, we, ws, ext, r, rmax, row64):  # pragma: no 
             if 2 <= y < hp:
                 yy = y - 1
                 lo, hi = ext[yy, 0], ext[yy, 1]
-                dd, ee, nn, ss = d[yy, lo:hi], we[yy, lo - 1:hi], ws[yy - 1, lo:hi], ws[yy, lo:hi]
+                dd, mm = d[yy, lo:hi], mask[yy, lo:hi]
                 xm, xn, xs = xc[yy, lo - 1:hi + 1], xc[yy - 1, lo:hi], xc[yy + 1, lo:hi]
                 bb, tt = b[c, yy, lo:hi], row64[:hi - lo]
                 for k in range(hi - lo):
-                    tt[k] = bb[k] - (dd[k] * xm[k + 1] - ee[k + 1] * xm[k + 2] - ee[k] * xm[k]
-                                     - ss[k] * xs[k] - nn[k] * xn[k])
+                    tt[k] = bb[k] - (dd[k] * xm[k + 1]
+                                     - mm[k] * (xm[k + 2] + xm[k] + xs[k] + xn[k]))
                 rbits[c] = max(rbits[c], _absmax_bits64(tt))
                 rr = r[c, yy, lo:hi]
                 for k in range(hi - lo):

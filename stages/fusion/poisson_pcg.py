@@ -245,7 +245,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
         cb = work.cb[0] if lv.coarse else np.zeros((nc, 0, 0), np.float32)
         cx = work.cx[0] if lv.coarse else cb
         cmask = lv.coarse[0].mask if lv.coarse else lv.mask
-        dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.we, lv.ws, lv.inv_r,
+        dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.mask, lv.inv_r,
                                    lv.inv_b, lv.ext, cb, cmask, work.rmax, work.res, work.crow,
                                    work.tmp)
         done = work.rmax <= goal[:nc]
@@ -260,12 +260,11 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
                 cb = work.cb[0]
         if lv.coarse:
             dense_coarse_cycle(lv, work)
-        dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.we, lv.ws, lv.inv_r,
+        dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.inv_r,
                                   lv.inv_b, lv.mask, lv.ext, work.dots, work.crow, work.tmp)
         beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
         rz = work.dots.copy()
-        dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.we, lv.ws, lv.ext,
-                            work.dots)
+        dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.ext, work.dots)
         alpha = _ratio(rz, work.dots)
     return max_iter
 
@@ -306,7 +305,7 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
         elif m > 0.0:  # no need to go further than the certificate asks
             goal = np.maximum(goal, CERT_MARGIN * max_error * m / vmax)
         inner_pcg(lv, work, goal, MAX_INNER)
-        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.we, lv.ws, lv.ext,
+        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.mask, lv.ext,
                               work.r, rmax[:nc], row64)
         if nc == NPLANES:
             m, vmax = 1.0 - rmax[-1], max(float(x64[-1].max()), 0.0)
