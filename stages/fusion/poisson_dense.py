@@ -23,8 +23,9 @@ fused passes whose rows are pipelined (a row is processed as soon as the
 rows its stencil reads are final).
 
 Coarse levels: 9-point Galerkin stencils a[s] (slot s = 3 (dy + 1) + dx + 1,
-see poisson_gmg), four-colour Gauss-Seidel (no two points of a colour are
-neighbours), forward colour order down, reverse up.  Transfers are
+see poisson_gmg), smoothed by damped Jacobi (one sweep each way; the same
+linear map both ways, so symmetric) or by four-colour Gauss-Seidel (no two
+points of a colour are neighbours), forward colour order down, reverse up.  Transfers are
 poisson_gmg's bilinear P and P^T, evaluated row by row.
 
 Reductions: dots accumulate in float64; max |r| uses integer maxima of the
@@ -417,6 +418,62 @@ def gs9_sweep(z, b, a, inv, ext, reverse, tmp):  # pragma: no cover - jit
         if y - 1 >= 1:
             _gs9_row(z, b, a, inv, y - 1, c0, ext[y - 1, 0], ext[y - 1, 1], tmp)
             _gs9_row(z, b, a, inv, y - 1, 1 - c0, ext[y - 1, 0], ext[y - 1, 1], tmp)
+
+
+@nb.njit(**_JIT)
+def jacobi_radius9(a, ext):  # pragma: no cover - jit
+    """max over the unknowns of sum_{s != 4} |a_s| / a_4 (Gershgorin radius of D^-1 A - I)."""
+    worst = 0.0
+    for y in range(1, a.shape[1] - 1):
+        for x in range(ext[y, 0], ext[y, 1]):
+            diag = a[4, y, x]
+            if diag > 0.0:
+                off = 0.0
+                for s in range(9):
+                    if s != 4:
+                        off += abs(a[s, y, x])
+                worst = max(worst, off / diag)
+    return worst
+
+
+@nb.njit(**_JIT)
+def jacobi9_from_zero(z, b, inv, ext, omega):  # pragma: no cover - jit
+    """z = omega inv b: one damped Jacobi sweep on A z = b from z = 0 (no stencil needed)."""
+    nc, hp, wp = z.shape
+    for c in range(nc):
+        for y in range(1, hp - 1):
+            lo, hi = ext[y, 0], ext[y, 1]
+            zo, bb, iv = z[c, y, lo:hi], b[c, y, lo:hi], inv[y, lo:hi]
+            for k in range(hi - lo):
+                zo[k] = omega * iv[k] * bb[k]
+
+
+@nb.njit(**_JIT)
+def jacobi9_sweep(z, b, a, inv, ext, omega, even, odd):  # pragma: no cover - jit
+    """z += omega inv (b - A z): one damped Jacobi sweep on a 9-point level.
+
+    Pipelined: the new row y is computed from the old rows y-1..y+1 into a
+    two-row buffer and row y-1 is written back once nothing reads its old value.
+    even, odd: [C, Wp] scratch rows (the buffers of even and odd rows).
+    """
+    nc, hp, wp = z.shape
+    for y in range(1, hp):
+        if y < hp - 1:
+            lo, hi = ext[y, 0], ext[y, 1]
+            buf = odd if y & 1 else even
+            _stencil9_row(z, b, a, y, lo, hi, buf, np.float32(1.0))
+            iv = inv[y, lo:hi]
+            for c in range(nc):
+                t, zo = buf[c], z[c, y, lo:hi]
+                for k in range(hi - lo):
+                    t[k] = zo[k] + omega * iv[k] * t[k]
+        if y >= 2:
+            lo, hi = ext[y - 1, 0], ext[y - 1, 1]
+            buf = even if y & 1 else odd
+            for c in range(nc):
+                t, zo = buf[c], z[c, y - 1, lo:hi]
+                for k in range(hi - lo):
+                    zo[k] = t[k]
 
 
 @nb.njit(**_JIT)
