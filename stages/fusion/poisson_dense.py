@@ -249,16 +249,18 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
 
 @nb.njit(**_JIT)
 def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmask, rmax,
-                            res, crow, tmp):  # pragma: no cover - jit
+                            res, crow, tmp, smooth=True):  # pragma: no cover - jit
     """One fused pass: r -= alpha A p (rmax[c] = max|r_c|); z = red-black GS(A z = r)
     from zero; bc = P^T (r - A z) (skipped when bc has no rows).
 
+    smooth=False stops after the r update (a convergence check that is expected
+    to end the iteration); a plane with alpha = 0 keeps its r.
     Pipelined: at step y, r and red z of row y, black z of row y-1, the
     residual of row y-2 (whose stencil rows are final by then).
     """
     nc, hp, wp = z.shape
     hf, wf = hp - 2, wp - 2
-    restrict = bc.shape[1] > 0
+    restrict = smooth and bc.shape[1] > 0
     if restrict:
         bc[:] = 0.0
     rbits = np.zeros(nc, np.int32)
@@ -271,12 +273,15 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
                 rr = r[c, y, lo:hi]
                 zo = z[c, y, lo:hi]
-                for k in range(hi - lo):
-                    rr[k] -= a * (dd[k] * pm[k + 1] - mm[k] * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
+                if a != 0.0:
+                    for k in range(hi - lo):
+                        rr[k] -= a * (dd[k] * pm[k + 1]
+                                      - mm[k] * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
                 rbits[c] = max(rbits[c], _absmax_bits32(rr))
-                for k in range(hi - lo):
-                    zo[k] = iv[k] * rr[k]  # red from zero; black entries become 0
-        if 2 <= y < hp:
+                if smooth:
+                    for k in range(hi - lo):
+                        zo[k] = iv[k] * rr[k]  # red from zero; black entries become 0
+        if smooth and 2 <= y < hp:
             _black_from_zero(z, r, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if restrict and 3 <= y:
             lo, hi = ext[y - 2, 0], ext[y - 2, 1]

@@ -34,6 +34,7 @@ BOUND_GOOD = 0.5  # stop refining v once m = min(A v) >= this
 # keep Gauss-Seidel (Jacobi on all of them costs 1-2 iterations).
 JACOBI_LEVELS = 1
 JACOBI_OMEGA = 0.8
+PREDICT_MARGIN = 1.0
 
 
 @dataclass
@@ -264,29 +265,45 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
     x and p updates + <p, A p>.  q = A p is recomputed rather than stored.
     A last plane that reaches its goal first is dropped from the passes
     (the bound plane: it needs far less accuracy than the channels).
+    When the last reduction of max|r| predicts that this step ends the
+    iteration, the first pass only updates r and checks; if the prediction
+    fails, the pre-smoothing follows in a second pass (r is not updated again).
     """
     dn.zero_rows(wk.x, lv.ext)  # p may keep old values: the first step multiplies it by 0
     goal = goal.astype(np.float32)
     work, nc = wk, wk.nc
     alpha = np.zeros(nc, np.float32)
     rz = np.zeros(nc)
+    last = ratio = prev_step = None  # max|r| after the last step, predicted reduction
     for it in range(max_iter + 1):
         cb = work.cb[0] if lv.coarse else np.zeros((nc, 0, 0), np.float32)
         cx = work.cx[0] if lv.coarse else cb
         cmask = lv.coarse[0].mask if lv.coarse else lv.mask
+        check_only = ratio is not None and bool(np.all(PREDICT_MARGIN * last * ratio <= goal[:nc]))
         dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.mask, lv.inv_r,
                                    lv.inv_b, lv.ext, cb, cmask, work.rmax, work.res, work.crow,
-                                   work.tmp)
+                                   work.tmp, not check_only)
         done = work.rmax <= goal[:nc]
         if it and done.all():
             dn.axpy(work.x, work.p, alpha, lv.ext)
             return it
+        rmax = work.rmax.astype(np.float64)  # work (and its rmax) may shrink below
         if it and nc > 1 and done[-1]:  # freeze the last plane, go on with the others
             dn.axpy(work.x[-1:], work.p[-1:], alpha[-1:], lv.ext)
             nc -= 1
             work, alpha, rz = wk.planes(nc), alpha[:nc], rz[:nc]
             if lv.coarse:  # the restriction just done is still valid for the kept planes
                 cb = work.cb[0]
+        if check_only:  # not converged after all: pre-smooth and restrict the updated r
+            dn.step_presmooth_restrict(work.r, work.p, np.zeros(nc, np.float32), work.z, lv.d,
+                                       lv.mask, lv.inv_r, lv.inv_b, lv.ext, cb, cmask,
+                                       work.rmax, work.res, work.crow, work.tmp, True)
+        rmax = rmax[:nc]
+        if last is not None:
+            step = np.divide(rmax, last[:nc], out=np.ones(nc), where=last[:nc] > 0)
+            ratio = step if ratio is None else np.maximum(step, prev_step[:nc])
+            prev_step = step
+        last = rmax
         if lv.coarse:
             dense_coarse_cycle(lv, work)
         dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.inv_r,
