@@ -684,18 +684,6 @@ def plane_absmax(v, ext, out):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def planes9(a, hp, wp):  # pragma: no cover - jit
-    """[npad, 9] float64 stencil rows -> [9, hp, wp] float32 planes (one pass)."""
-    out = np.empty((9, hp, wp), np.float32)
-    for y in range(hp):
-        for x in range(wp):
-            p = y * wp + x
-            for s in range(9):
-                out[s, y, x] = a[p, s]
-    return out
-
-
-@nb.njit(**_JIT)
 def hole_depth(hole, y0, x0, h, w, cap):  # pragma: no cover - jit
     """min(cap, max over hole pixels of the city-block distance to the nearest known pixel).
 

@@ -21,7 +21,7 @@ not unknowns (known pixels: correction 0) are dropped; an odd last row or
 column (second parent outside the image) takes its one parent with weight 1,
 which matches the Neumann image edge.  Every level is a
 zero-padded grid flattened with row stride wp (as above); coarse
-operators are 9-point stencils a[p, s], slot s = 3 (dy + 1) + (dx + 1).
+operators are 9-point stencils a[s, p] (float32 planes), slot s = 3 (dy + 1) + (dx + 1).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _hat(e, fine, last):  # pragma: no cover - jit
 
 @nb.njit(**_JIT)
 def _restrict_patch(u, pc, wp, mask, q, wpc, cmask, ac, yf, xf, h, w):  # pragma: no cover
-    """ac[q, :] = P^T u for the 5x5 fine patch u centred on fine pc = (yf, xf).
+    """ac[:, q] = P^T u for the 5x5 fine patch u centred on fine pc = (yf, xf).
 
     Only fine unknowns (mask[p] != 0) are rows of P, so u is read only there.
     """
@@ -88,23 +88,47 @@ def _restrict_patch(u, pc, wp, mask, q, wpc, cmask, ac, yf, xf, h, w):  # pragma
                         continue
                     if mask[pc + (ly - 2) * wp + lx - 2] != 0.0:
                         acc += wy * _hat(ex, xf + 2 * dx, w - 1) * u[ly, lx]
-            ac[q, 3 * (dy + 1) + dx + 1] = acc
+            ac[3 * (dy + 1) + dx + 1, q] = acc
 
 
 @nb.njit(**_JIT)
-def galerkin5(cidx, cmask, wpc, wp, d, we, ws, h, w):  # pragma: no cover - jit
-    """Coarse 9-point P^T A P from the padded 5-point fine operator.
+def _interior5(d, yc, xc, wp, h, w):  # pragma: no cover - jit
+    """True when the 5x5 fine block around fine (2 yc, 2 xc) lies inside the crop and is all
+    unknowns with four neighbours each: then P^T A P there is the constant interior stencil."""
+    if yc < 1 or xc < 1 or 2 * yc + 2 >= h or 2 * xc + 2 >= w:
+        return False
+    pc = (2 * yc + 1) * wp + 2 * xc + 1
+    for ly in range(-2, 3):
+        row = pc + ly * wp
+        for lx in range(-2, 3):
+            if d[row + lx] != 4.0:
+                return False
+    return True
+
+
+@nb.njit(**_JIT)
+def galerkin5(cidx, cmask, wpc, wp, d, we, ws, h, w, interior):  # pragma: no cover - jit
+    """Coarse 9-point P^T A P from the padded 5-point fine operator, as float32 planes
+    [9, padded coarse points].
 
     Column by column: P e_q is a bilinear hat on the 3x3 fine points around
-    (2Y, 2X); A P e_q lives on a 5x5 patch; P^T of it gives row q.
+    (2Y, 2X); A P e_q lives on a 5x5 patch; P^T of it gives row q.  Where the
+    5x5 block is plain interior (see _interior5) the row is `interior` (the
+    stencil this computes there; empty: always compute), most of a large hole.
+    Computed in float64 (small dyadic sums, exact), stored in float32.
     """
-    ac = np.zeros((cmask.shape[0], 9))
+    ac = np.zeros((9, cmask.shape[0]), np.float32)
     u = np.zeros((5, 5))
+    fast = interior.shape[0] == 9
     for k in range(cidx.shape[0]):
         q = cidx[k]
         yc = q // wpc - 1
         xc = q - (yc + 1) * wpc - 1
         pc = (2 * yc + 1) * wp + 2 * xc + 1
+        if fast and _interior5(d, yc, xc, wp, h, w):
+            for s in range(9):
+                ac[s, q] = interior[s]
+            continue
         u[:, :] = 0.0
         for dy in range(-1, 2):
             for dx in range(-1, 2):
@@ -125,10 +149,11 @@ def galerkin5(cidx, cmask, wpc, wp, d, we, ws, h, w):  # pragma: no cover - jit
 
 @nb.njit(**_JIT)
 def galerkin9(cidx, cmask, wpc, wp, a, h, w):  # pragma: no cover - jit
-    """Coarse 9-point P^T A P from a padded 9-point level (as galerkin5)."""
-    ac = np.zeros((cmask.shape[0], 9))
+    """Coarse 9-point P^T A P from a padded 9-point level a [9, padded points] (as
+    galerkin5, float32 planes out)."""
+    ac = np.zeros((9, cmask.shape[0]), np.float32)
     u = np.zeros((5, 5))
-    diag = a[:, 4]
+    diag = a[4]
     for k in range(cidx.shape[0]):
         q = cidx[k]
         yc = q // wpc - 1
@@ -143,7 +168,7 @@ def galerkin9(cidx, cmask, wpc, wp, a, h, w):  # pragma: no cover - jit
                 v = _hat(dy, 2 * yc, h - 1) * _hat(dx, 2 * xc, w - 1)
                 for s in range(9):
                     # A symmetric: column fp of A equals row fp
-                    u[2 + dy + s // 3 - 1, 2 + dx + s % 3 - 1] += a[fp, s] * v
+                    u[2 + dy + s // 3 - 1, 2 + dx + s % 3 - 1] += a[s, fp] * v
         _restrict_patch(u, pc, wp, diag, q, wpc, cmask, ac, 2 * yc, 2 * xc, h, w)
     return ac
 

@@ -11,6 +11,7 @@ is recomputed in float64 (iterative refinement).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +62,8 @@ class Level:
 
 @dataclass
 class Coarse:
-    """A padded 9-point Galerkin level (stencil a[p, s], see poisson_gmg)."""
+    """A padded 9-point Galerkin level: stencil planes a[s] (float32 [9, h + 2, w + 2], see
+    poisson_gmg) and the inverse diagonal (0 off the unknowns)."""
 
     h: int
     w: int
@@ -70,8 +72,8 @@ class Coarse:
     inv: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.inv = np.zeros(self.a.shape[0])
-        self.inv[self.idx] = 1.0 / self.a[self.idx, 4]
+        diag = self.a[4]
+        self.inv = np.divide(np.float32(1.0), diag, out=np.zeros_like(diag), where=diag > 0)
 
     @property
     def wp(self) -> int:
@@ -103,26 +105,44 @@ def build_hierarchy(fine: Level, max_coarse: int = MAX_COARSE) -> Hierarchy:
         if cidx.size == 0:
             return Hierarchy(fine, coarse, None)
         if isinstance(lev, Level):
-            ac = g.galerkin5(cidx, cmask, wc + 2, lev.wp, lev.d, lev.we, lev.ws, lev.h, lev.w)
+            ac = g.galerkin5(cidx, cmask, wc + 2, lev.wp, lev.d, lev.we, lev.ws, lev.h, lev.w,
+                             interior_stencil())
         else:
-            ac = g.galerkin9(cidx, cmask, wc + 2, lev.wp, lev.a, lev.h, lev.w)
-        if np.any(ac[cidx, 4] <= 0):
+            ac = g.galerkin9(cidx, cmask, wc + 2, lev.wp, lev.a.reshape(9, -1), lev.h, lev.w)
+        if np.any(ac[4, cidx] <= 0):
             raise FloatingPointError("coarse operator lost its diagonal")
-        lev = Coarse(hc, wc, cidx, ac)
+        lev = Coarse(hc, wc, cidx, ac.reshape(9, hc + 2, wc + 2))
         coarse.append(lev)
         if cidx.size <= max_coarse:
             return Hierarchy(fine, coarse, g.cholesky(coarse_dense(lev)))
 
 
+@functools.cache
+def interior_stencil() -> np.ndarray:
+    """P^T A P at a coarse point deep inside a hole (float32 [9]), computed by galerkin5
+    itself on an all-unknown 12 x 12 crop, so the shortcut equals the full computation."""
+    n = 12
+    hole = np.ones((n, n), bool)
+    idx, (d, we, ws, *_), _ = dn.build_fine(hole, np.zeros((n, n, 3), np.uint8),
+                                           np.zeros((n, n, 3), np.uint8), 0, 0, n, n)
+    hc = (n + 1) // 2
+    cidx, cmask = g.coarse_unknowns(idx, n + 2, hc, hc)
+    ac = g.galerkin5(cidx, cmask, hc + 2, n + 2, d.reshape(-1), we.reshape(-1), ws.reshape(-1),
+                     n, n, np.zeros(0, np.float32))
+    centre = (hc // 2 + 1) * (hc + 2) + hc // 2 + 1  # fine (6, 6): 5x5 block all interior
+    return ac[:, centre].copy()
+
+
 def coarse_dense(lev: Coarse) -> np.ndarray:
-    """Dense matrix of a 9-point level over its unknowns."""
+    """Dense matrix (float64) of a 9-point level over its unknowns."""
     n = lev.idx.size
-    pos = np.full(lev.a.shape[0], n, np.int64)
+    a = lev.a.reshape(9, -1)
+    pos = np.full(a.shape[1], n, np.int64)
     pos[lev.idx] = np.arange(n)
     out = np.zeros((n + 1, n + 1))
     for s in range(9):
         nb_pos = pos[lev.idx + (s // 3 - 1) * lev.wp + s % 3 - 1]
-        np.add.at(out, (np.arange(n), nb_pos), lev.a[lev.idx, s])
+        np.add.at(out, (np.arange(n), nb_pos), a[s, lev.idx].astype(np.float64))
     return out[:n, :n]
 
 
@@ -169,13 +189,11 @@ class DenseLevels:
         self.ext = dn.row_extents(self.mask)
         self.coarse: list[CoarsePlanes] = []
         for i, lev in enumerate(hier.coarse):
-            cshape = (lev.h + 2, lev.w + 2)
-            mask = (lev.a[:, 4] != 0).reshape(cshape).astype(np.float32)
-            planes, ext = dn.planes9(lev.a, *cshape), dn.row_extents(mask)
-            omega = jacobi_weight(planes, ext) if i < JACOBI_LEVELS else 0.0
-            self.coarse.append(CoarsePlanes(
-                planes, lev.inv.reshape(cshape).astype(np.float32), mask, ext, lev.idx,
-                np.float32(omega)))
+            mask = (lev.a[4] != 0).astype(np.float32)
+            ext = dn.row_extents(mask)
+            omega = jacobi_weight(lev.a, ext) if i < JACOBI_LEVELS else 0.0
+            self.coarse.append(CoarsePlanes(lev.a, lev.inv, mask, ext, lev.idx,
+                                            np.float32(omega)))
         self.chol = hier.coarse_chol
 
 

@@ -249,3 +249,28 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     mu, mv = apply_m(u), apply_m(v)
     assert np.isclose(np.vdot(mu, v), np.vdot(u, mv), rtol=1e-4)
     assert np.vdot(mu, u) > 0
+
+
+def test_galerkin_interior_shortcut_equals_the_full_product() -> None:
+    """The constant stencil used deep inside a hole must be exactly what the full
+    P^T A P computation gives there, next to edges, odd sizes and scattered holes."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_gmg as gmg
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(5)
+    hole = np.zeros((41, 36), bool)
+    hole[2:30, 3:33] = True  # a large interior
+    hole[rng.random(hole.shape) < 0.02] = False  # scattered known pixels
+    hole[:, :4] = True  # touches the image edge
+    h, w = hole.shape
+    image = np.zeros((h, w, 3), np.uint8)
+    idx, (d, we, ws, *_), _ = dense.build_fine(hole, image, image, 0, 0, h, w)
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    cidx, cmask = gmg.coarse_unknowns(idx, w + 2, hc, wc)
+    args = (cidx, cmask, wc + 2, w + 2, d.reshape(-1), we.reshape(-1), ws.reshape(-1), h, w)
+    stencil = pcg.interior_stencil()
+    fast = gmg.galerkin5(*args, stencil)
+    full = gmg.galerkin5(*args, np.zeros(0, np.float32))
+    assert np.array_equal(fast, full)
+    assert (fast[:, cidx] == stencil[:, None]).all(axis=0).sum() > 30  # shortcut taken
