@@ -548,8 +548,19 @@ def row_extents(mask):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
+def _known_diff_row(hole, image, generated, y0, x0, y, w, out):  # pragma: no cover - jit
+    """out[c, 1 + x] = image - generated at crop pixel (y, x) where it is known, else 0."""
+    hrow, irow, grow = hole[y0 + y, x0:x0 + w], image[y0 + y, x0:x0 + w], generated[y0 + y, x0:x0 + w]
+    for c in range(out.shape[0]):
+        o = out[c, 1:w + 1]
+        for x in range(w):
+            known = np.float32(1.0) - np.float32(hrow[x])
+            o[x] = known * (np.float32(irow[x, c]) - np.float32(grow[x, c]))
+
+
+@nb.njit(**_JIT)
 def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
-    """Fine-level operator and right-hand side of the harmonic correction, in one pass.
+    """Fine-level operator and right-hand side of the harmonic correction, row by row.
 
     Works on the crop [y0, y0 + h) x [x0, x0 + w) of the full arrays (no
     copies).  Unknown p has d_p = number of neighbours inside the crop
@@ -557,7 +568,9 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
     count: Neumann at the image edge), w = 1 towards unknown neighbours, and
     b_p = sum over its known neighbours of image - generated (the Dirichlet
     data of h); plane C of b is 1 on the unknowns (the bound problem A v = 1).
-    Every value is a small integer, exact in float32.
+    Every value is a small integer, exact in float32.  The rows are
+    branch-free (the known differences of three rows sit in a rolling buffer),
+    so they vectorise and scattered masks cost no branch mispredictions.
     Returns the padded flat positions of the unknowns (raster order), the
     stencil (d, we, ws), b planes, the red / black inverse diagonals and the
     unknown mask, all float32 [Hp, Wp].
@@ -571,38 +584,51 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
     inv_b = np.zeros((hp, wp), np.float32)
     mask = np.zeros((hp, wp), np.float32)
     b = np.zeros((nc + 1, hp, wp), np.float32)
-    idx = np.empty(h * w, np.int64)
-    k = 0
     for y in range(h):
+        hrow, mrow = hole[y0 + y, x0:x0 + w], mask[y + 1, 1:w + 1]
         for x in range(w):
-            if not hole[y0 + y, x0 + x]:
-                continue
-            py, px = y + 1, x + 1
-            idx[k] = py * wp + px
+            mrow[x] = np.float32(hrow[x])
+    diff = np.zeros((3, nc, wp), np.float32)  # rows y - 1, y, y + 1 (zero outside the crop)
+    _known_diff_row(hole, image, generated, y0, x0, 0, w, diff[1])
+    one = np.float32(1.0)
+    for y in range(h):
+        if y + 1 < h:
+            _known_diff_row(hole, image, generated, y0, x0, y + 1, w, diff[(y + 2) % 3])
+        else:
+            diff[(y + 2) % 3] = 0.0
+        dn, dm, ds = diff[y % 3], diff[(y + 1) % 3], diff[(y + 2) % 3]
+        py = y + 1
+        mm, ms, me = mask[py, 1:w + 1], mask[py + 1, 1:w + 1], mask[py, 2:w + 2]
+        rows_in = np.float32(2 - (y == 0) - (y == h - 1))
+        dd, ee, ss = d[py, 1:w + 1], we[py, 1:w + 1], ws[py, 1:w + 1]
+        ir, ib = inv_r[py, 1:w + 1], inv_b[py, 1:w + 1]
+        for x in range(w):
+            deg = mm[x] * (rows_in + np.float32(2 - (x == 0) - (x == w - 1)))
+            dd[x] = deg
+            ee[x] = mm[x] * me[x]
+            ss[x] = mm[x] * ms[x]
+            inv = mm[x] / (deg + one - mm[x])  # 1 / deg on the unknowns, 0 elsewhere
+            red = np.float32((py + x + 1 + 1) & 1)  # padded (py + px) even: red
+            ir[x] = red * inv
+            ib[x] = (one - red) * inv
+        for c in range(nc):
+            bo, dcm, dcn, dcs = b[c, py, 1:w + 1], dm[c], dn[c, 1:w + 1], ds[c, 1:w + 1]
+            for x in range(w):
+                bo[x] = mm[x] * (dcm[x] + dcm[x + 2] + dcn[x] + dcs[x])
+        bo = b[nc, py, 1:w + 1]
+        for x in range(w):
+            bo[x] = mm[x]
+    flat = mask.reshape(-1)
+    n = 0
+    for i in range(flat.shape[0]):
+        n += flat[i] != 0.0
+    idx = np.empty(n, np.int64)
+    k = 0
+    for i in range(flat.shape[0]):
+        if flat[i] != 0.0:
+            idx[k] = i
             k += 1
-            deg = 0
-            for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-                yy, xx = y + dy, x + dx
-                if yy < 0 or yy >= h or xx < 0 or xx >= w:
-                    continue
-                deg += 1
-                if hole[y0 + yy, x0 + xx]:
-                    if dx == 1:
-                        we[py, px] = 1.0
-                    elif dy == 1:
-                        ws[py, px] = 1.0
-                else:
-                    for c in range(nc):
-                        b[c, py, px] += (np.float32(image[y0 + yy, x0 + xx, c])
-                                         - np.float32(generated[y0 + yy, x0 + xx, c]))
-            d[py, px] = deg
-            mask[py, px] = 1.0
-            if (py + px) & 1 == 0:
-                inv_r[py, px] = np.float32(1.0) / deg
-            else:
-                inv_b[py, px] = np.float32(1.0) / deg
-            b[nc, py, px] = 1.0
-    return idx[:k].copy(), (d, we, ws, inv_r, inv_b, mask), b
+    return idx, (d, we, ws, inv_r, inv_b, mask), b
 
 
 @nb.njit(**_JIT)
@@ -613,24 +639,19 @@ def split_isolated(idx, wp, we, ws):  # pragma: no cover - jit
     and kept out of the iteration (41 % of a 20 % random-pixel hole).
     """
     n = idx.shape[0]
-    flag = np.zeros(n, np.bool_)
-    m = 0
-    for k in range(n):
-        p = idx[k]
-        if we[p] == 0.0 and we[p - 1] == 0.0 and ws[p] == 0.0 and ws[p - wp] == 0.0:
-            flag[k] = True
-            m += 1
-    iso = np.empty(m, np.int64)
-    rest = np.empty(n - m, np.int64)
+    iso = np.empty(n, np.int64)
+    rest = np.empty(n, np.int64)
     i = 0
     j = 0
-    for k in range(n):
-        if flag[k]:
-            iso[i] = idx[k]
-            i += 1
-        else:
-            rest[j] = idx[k]
-            j += 1
+    for k in range(n):  # branch-free: scattered masks would mispredict every other pixel
+        p = idx[k]
+        alone = np.int64(we[p] + we[p - 1] + ws[p] + ws[p - wp] == 0.0)
+        iso[i] = p
+        rest[j] = p
+        i += alone
+        j += 1 - alone
+    iso = iso[:i].copy()
+    rest = rest[:j].copy()
     return rest, iso
 
 
@@ -638,18 +659,19 @@ def split_isolated(idx, wp, we, ws):  # pragma: no cover - jit
 def scatter_result(hole, y0, x0, h_planes, generated, out, as_float):  # pragma: no cover - jit
     """out[hole] = generated + h inside the crop at (y0, x0) (h planes are padded by one pixel).
 
-    as_float=False rounds half-to-even and clips to [0, 255].
+    as_float=False rounds half-to-even and clips to [0, 255].  Branch-free per pixel
+    (a select, not a jump), so scattered masks cost no mispredictions.
     """
     nc, hp, wp = h_planes.shape
     for y in range(hp - 2):
-        for x in range(wp - 2):
-            if hole[y0 + y, x0 + x]:
-                for c in range(nc):
-                    v = generated[y0 + y, x0 + x, c] + h_planes[c, y + 1, x + 1]
-                    if not as_float:
-                        v = np.rint(v)
-                        v = 0.0 if v < 0.0 else (255.0 if v > 255.0 else v)
-                    out[y0 + y, x0 + x, c] = v
+        hrow, grow, orow = hole[y0 + y, x0:x0 + wp - 2], generated[y0 + y, x0:x0 + wp - 2], out[y0 + y, x0:x0 + wp - 2]
+        for c in range(nc):
+            hc = h_planes[c, y + 1, 1:wp - 1]
+            for x in range(wp - 2):
+                v = grow[x, c] + hc[x]
+                if not as_float:
+                    v = min(max(np.rint(v), 0.0), 255.0)
+                orow[x, c] = v if hrow[x] else orow[x, c]
 
 
 @nb.njit(**_JIT)
@@ -691,25 +713,27 @@ def hole_depth(hole, y0, x0, h, w, cap):  # pragma: no cover - jit
     chamfer passes over the crop; exact for the city-block metric.
     """
     dist = np.empty((h, w), np.int32)
-    for y in range(h):
+    big = np.int32(cap)
+    for y in range(h):  # forward: from above (vectorises), then from the left (a scan)
+        hrow, row = hole[y0 + y, x0:x0 + w], dist[y]
+        if y > 0:
+            up = dist[y - 1]
+            for x in range(w):
+                row[x] = min(big, up[x] + 1) * np.int32(hrow[x])
+        else:
+            for x in range(w):
+                row[x] = big * np.int32(hrow[x])
+        for x in range(1, w):
+            row[x] = min(row[x], row[x - 1] + 1)
+    deepest = np.int32(0)
+    for y in range(h - 1, -1, -1):  # backward: from below, then from the right
+        row = dist[y]
+        if y + 1 < h:
+            down = dist[y + 1]
+            for x in range(w):
+                row[x] = min(row[x], down[x] + 1)
+        for x in range(w - 2, -1, -1):
+            row[x] = min(row[x], row[x + 1] + 1)
         for x in range(w):
-            if not hole[y0 + y, x0 + x]:
-                dist[y, x] = 0
-            else:
-                v = cap
-                if y > 0:
-                    v = min(v, dist[y - 1, x] + 1)
-                if x > 0:
-                    v = min(v, dist[y, x - 1] + 1)
-                dist[y, x] = v
-    deepest = 0
-    for y in range(h - 1, -1, -1):
-        for x in range(w - 1, -1, -1):
-            v = dist[y, x]
-            if y + 1 < h:
-                v = min(v, dist[y + 1, x] + 1)
-            if x + 1 < w:
-                v = min(v, dist[y, x + 1] + 1)
-            dist[y, x] = v
-            deepest = max(deepest, v)
+            deepest = max(deepest, row[x])
     return deepest
