@@ -550,7 +550,8 @@ def row_extents(mask):  # pragma: no cover - jit
 @nb.njit(**_JIT)
 def _known_diff_row(hole, image, generated, y0, x0, y, w, out):  # pragma: no cover - jit
     """out[c, 1 + x] = image - generated at crop pixel (y, x) where it is known, else 0."""
-    hrow, irow, grow = hole[y0 + y, x0:x0 + w], image[y0 + y, x0:x0 + w], generated[y0 + y, x0:x0 + w]
+    hrow, irow = hole[y0 + y, x0:x0 + w], image[y0 + y, x0:x0 + w]
+    grow = generated[y0 + y, x0:x0 + w]
     for c in range(out.shape[0]):
         o = out[c, 1:w + 1]
         for x in range(w):
@@ -664,7 +665,8 @@ def scatter_result(hole, y0, x0, h_planes, generated, out, as_float):  # pragma:
     """
     nc, hp, wp = h_planes.shape
     for y in range(hp - 2):
-        hrow, grow, orow = hole[y0 + y, x0:x0 + wp - 2], generated[y0 + y, x0:x0 + wp - 2], out[y0 + y, x0:x0 + wp - 2]
+        x1 = x0 + wp - 2
+        hrow, grow, orow = hole[y0 + y, x0:x1], generated[y0 + y, x0:x1], out[y0 + y, x0:x1]
         for c in range(nc):
             hc = h_planes[c, y + 1, 1:wp - 1]
             for x in range(wp - 2):

@@ -35,7 +35,6 @@ BOUND_GOOD = 0.5  # stop refining v once m = min(A v) >= this
 # keep Gauss-Seidel (Jacobi on all of them costs 1-2 iterations).
 JACOBI_LEVELS = 1
 JACOBI_OMEGA = 0.8
-PREDICT_MARGIN = 1.0
 
 
 @dataclass
@@ -297,7 +296,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
         cb = work.cb[0] if lv.coarse else np.zeros((nc, 0, 0), np.float32)
         cx = work.cx[0] if lv.coarse else cb
         cmask = lv.coarse[0].mask if lv.coarse else lv.mask
-        check_only = ratio is not None and bool(np.all(PREDICT_MARGIN * last * ratio <= goal[:nc]))
+        check_only = ratio is not None and bool(np.all(last * ratio <= goal[:nc]))
         dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.mask, lv.inv_r,
                                    lv.inv_b, lv.ext, cb, cmask, work.rmax, work.res, work.crow,
                                    work.tmp, not check_only)
