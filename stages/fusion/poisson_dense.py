@@ -322,9 +322,11 @@ def prolong_postsmooth_dot(z, zc, r, d, inv_r, inv_b, mask, ext, dots, crow,
 
 
 @nb.njit(**_JIT)
-def update_direction(x, p, z, alpha, beta, d, ext, pq):  # pragma: no cover - jit
+def update_direction(x, p, z, alpha, beta, d, ext, pq, first=False):  # pragma: no cover - jit
     """One fused pass: x += alpha p; p = z + beta p; pq[c] = <p_c, A p_c> (new p).
 
+    first: the first step of a solve from x = 0 (alpha = beta = 0): x = 0 is
+    set here instead of in a pass of its own.
     No mask on A p: its off-unknown entries are multiplied by p = 0 there.
     """
     nc, hp, wp = z.shape
@@ -337,8 +339,11 @@ def update_direction(x, p, z, alpha, beta, d, ext, pq):  # pragma: no cover - ji
                 a = alpha[c]
                 b = beta[c]
                 xx, pp, zz = x[c, y, lo:hi], p[c, y, lo:hi], z[c, y, lo:hi]
-                for k in range(hi - lo):
-                    xx[k] += a * pp[k]
+                if first:
+                    xx[:] = 0.0
+                else:
+                    for k in range(hi - lo):
+                        xx[k] += a * pp[k]
                 for k in range(hi - lo):
                     pp[k] = zz[k] + b * pp[k]
         if 2 <= y < hp:
@@ -685,15 +690,6 @@ def copy_rows(src, dst, ext):  # pragma: no cover - jit
             s, t = src[c, y, ext[y, 0]:ext[y, 1]], dst[c, y, ext[y, 0]:ext[y, 1]]
             for k in range(s.shape[0]):
                 t[k] = s[k]
-
-
-@nb.njit(**_JIT)
-def zero_rows(v, ext):  # pragma: no cover - jit
-    """v[c] = 0 on every row's extent (the vectors are zero elsewhere anyway)."""
-    nc, hp, wp = v.shape
-    for c in range(nc):
-        for y in range(hp):
-            v[c, y, ext[y, 0]:ext[y, 1]] = 0.0
 
 
 @nb.njit(**_JIT)

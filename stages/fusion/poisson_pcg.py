@@ -286,7 +286,6 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
     iteration, the first pass only updates r and checks; if the prediction
     fails, the pre-smoothing follows in a second pass (r is not updated again).
     """
-    dn.zero_rows(wk.x, lv.ext)  # p may keep old values: the first step multiplies it by 0
     goal = goal.astype(np.float32)
     work, nc = wk, wk.nc
     alpha = np.zeros(nc, np.float32)
@@ -327,7 +326,8 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
                                   lv.inv_b, lv.mask, lv.ext, work.dots, work.crow, work.tmp)
         beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
         rz = work.dots.copy()
-        dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.ext, work.dots)
+        dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.ext, work.dots,
+                            it == 0)  # x = 0 at it = 0; p may keep old values (beta = 0)
         alpha = _ratio(rz, work.dots)
     return max_iter
 
