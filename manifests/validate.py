@@ -34,9 +34,13 @@ class ValidatedManifest:
 
     @property
     def extra_columns(self) -> list[str]:
-        """Manifest columns we do not interpret; they are passed through to the results."""
-        known = set(schema.MANIFEST_COLUMNS) | {schema.ROW}
-        return [name for name in self.table.column_names if name not in known]
+        return extra_columns(self.table.column_names)
+
+
+def extra_columns(names: list[str]) -> list[str]:
+    """Manifest columns we do not interpret; they are passed through to the results."""
+    known = set(schema.MANIFEST_COLUMNS) | {schema.ROW}
+    return [name for name in names if name not in known]
 
 
 def _as_strings(table: pa.Table, name: str) -> pa.ChunkedArray:
@@ -90,65 +94,90 @@ def _empty(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.fill_null(pc.equal(pc.utf8_length(column), 0), True)
 
 
-def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedManifest:
-    """Check columns, then rows: empty fields and duplicate ids are rejected, first id wins.
-
-    `base`: folder that relative paths are relative to (the manifest file's folder). Columnar
-    (Arrow compute): the driver's memory for a long manifest is the table's, not a Python object per
-    field; only rejected rows and relative paths are visited in Python.
-    """
-    missing = [c for c in schema.REQUIRED_MANIFEST_COLUMNS if c not in table.column_names]
+def check_columns(names: list[str]) -> None:
+    """Whole-manifest column problems (a missing required column, the reserved `row`) raise."""
+    missing = [c for c in schema.REQUIRED_MANIFEST_COLUMNS if c not in names]
     if missing:
         raise ManifestError(
             f"manifest is missing required column(s) {', '.join(missing)}; "
-            f"it has {', '.join(table.column_names) or 'no columns'} "
+            f"it has {', '.join(names) or 'no columns'} "
             f"(required: {', '.join(schema.REQUIRED_MANIFEST_COLUMNS)})"
         )
-    if schema.ROW in table.column_names:
+    if schema.ROW in names:
         raise ManifestError(f"column '{schema.ROW}' is reserved for the row number; rename it")
+
+
+@dataclass(frozen=True)
+class IdCheck:
+    """The verdict on every row's id, from the manifest's id column alone: duplicates are the one
+    problem that needs the whole manifest, so the other columns can then be checked a chunk at a time."""
+
+    bad: np.ndarray  # bool per manifest row: empty id, or an id an earlier row already used
+    rejected: list[RejectedRow]  # those rows, in row order, with the reason
+
+
+def check_ids(id_column: pa.ChunkedArray | pa.Array) -> IdCheck:
+    """Empty ids and repeated ids (the first row of an id wins) of a whole manifest."""
+    ids = _as_strings(pa.table({schema.ID: id_column}), schema.ID)
+    rows = pa.array(np.arange(len(ids), dtype=np.int64))
+    no_id = _empty(ids)
+    keyed = pa.table({"id": ids, "row": rows}).filter(pc.invert(no_id))
+    first = keyed.group_by("id", use_threads=False).aggregate([("row", "min")])
+    duplicate = pc.and_(pc.invert(pc.is_in(rows, first["row_min"])), pc.invert(no_id))
+    bad = pc.or_(no_id, duplicate).to_numpy(zero_copy_only=False)
+    bad_rows = np.flatnonzero(bad)
+    rejected: list[RejectedRow] = []
+    if len(bad_rows):
+        bad_ids = ids.take(pa.array(bad_rows))
+        repeated = first.filter(pc.is_in(first["id"], bad_ids))  # only the ids that are repeated
+        first_row = dict(zip(repeated["id"].to_pylist(), repeated["row_min"].to_pylist()))
+        for row, row_id in zip(bad_rows.tolist(), bad_ids.to_pylist()):
+            problem = (f"duplicate id '{row_id}' (first used on row {first_row[row_id]}); row skipped"
+                       if row_id else "empty id")
+            rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
+    return IdCheck(bad=bad, rejected=rejected)
+
+
+def validate_rows(table: pa.Table, first_row: int, id_bad: np.ndarray, base: Path | None = None) -> ValidatedManifest:
+    """Check and normalise the manifest rows `first_row ...` in `table` (a chunk of the manifest);
+    `id_bad` is `IdCheck.bad` for these rows. Rows with a bad id are dropped here (`IdCheck` holds
+    their rejections); empty paths and negative dilations are rejected with their row number.
+
+    Columnar (Arrow compute): only rejected rows and relative paths are visited in Python.
+    """
+    check_columns(table.column_names)
     n = len(table)
     ids = _as_strings(table, schema.ID)
     images, masks = _as_strings(table, schema.IMAGE), _as_strings(table, schema.MASK)
     gts = _as_strings(table, schema.GT) if schema.GT in table.column_names else pa.chunked_array(
         [pa.nulls(n, pa.string())])
     dilates = _dilations(table)
-    rows = pa.array(np.arange(n, dtype=np.int64))
+    rows = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
 
-    no_id = _empty(ids)
-    # First row of each non-empty id: every later row with that id is a duplicate.
-    keyed = pa.table({"id": ids, "row": rows}).filter(pc.invert(no_id))
-    first = keyed.group_by("id", use_threads=False).aggregate([("row", "min")])
-    duplicate = pc.invert(pc.is_in(rows, first["row_min"]))
-    duplicate = pc.and_(duplicate, pc.invert(no_id))
-    problems = [no_id, duplicate, _empty(images), _empty(masks)]
+    problems = [_empty(images), _empty(masks)]
     if dilates is not None:
         problems.append(pc.less(dilates, 0))
-    bad = problems[0]
+    row_bad = problems[0]
     for flag in problems[1:]:
-        bad = pc.or_(bad, flag)
-
+        row_bad = pc.or_(row_bad, flag)
+    row_bad = row_bad.to_numpy(zero_copy_only=False) & ~id_bad
     rejected: list[RejectedRow] = []
-    bad_rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    bad_rows = np.flatnonzero(row_bad)
     if len(bad_rows):
-        first_row = dict(zip(first["id"].to_pylist(), first["row_min"].to_pylist()))
         picked = pa.array(bad_rows)
-        for row, row_id, image, mask, dilate in zip(
+        for index, row_id, image, mask, dilate in zip(
                 bad_rows.tolist(), ids.take(picked).to_pylist(), images.take(picked).to_pylist(),
                 masks.take(picked).to_pylist(),
                 dilates.take(picked).to_pylist() if dilates is not None else [0] * len(bad_rows)):
-            if not row_id:
-                problem = "empty id"
-            elif first_row[row_id] != row:
-                problem = f"duplicate id '{row_id}' (first used on row {first_row[row_id]}); row skipped"
-            elif not image:
+            if not image:
                 problem = "empty 'image' path"
             elif not mask:
                 problem = "empty 'mask' path"
             else:
                 problem = f"negative '{schema.MASK_DILATE}' ({dilate})"
-            rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
+            rejected.append(RejectedRow(row=first_row + index, id=row_id, error=problem))
 
-    keep = pc.invert(bad)
+    keep = pa.array(~(row_bad | id_bad))
     kept = table.filter(keep)
     columns = {schema.ID: ids.filter(keep), schema.IMAGE: _resolved(images.filter(keep), base),
                schema.MASK: _resolved(masks.filter(keep), base)}
@@ -164,3 +193,16 @@ def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedMan
         kept = kept.set_column(kept.column_names.index(schema.MASK_DILATE), schema.MASK_DILATE, dilates.filter(keep))
     kept = kept.append_column(schema.ROW, rows.filter(keep))
     return ValidatedManifest(table=kept, rejected=rejected)
+
+
+def validate_manifest(table: pa.Table, base: Path | None = None) -> ValidatedManifest:
+    """Check columns, then rows: empty fields and duplicate ids are rejected, first id wins.
+
+    `base`: folder that relative paths are relative to (the manifest file's folder). For a whole
+    table in memory; `pipeline run` streams the same checks over the file (`check_ids` on the id
+    column, then `validate_rows` a chunk at a time).
+    """
+    check_columns(table.column_names)
+    ids = check_ids(table.column(schema.ID))
+    validated = validate_rows(table, 0, ids.bad, base)
+    return ValidatedManifest(validated.table, sorted(ids.rejected + validated.rejected, key=lambda r: r.row))

@@ -1,4 +1,4 @@
-"""The Ray Data graph: manifest rows → load → inpaint (method actors) → fuse → score → write.
+"""The Ray Data graph: todo rows (pipeline.todo) → load → inpaint (method actors) → fuse → score → write.
 
 All Ray wiring lives here; each step is a pure batch function from `stages/` or `workers/`.
 """
@@ -8,11 +8,13 @@ import os
 import warnings
 from typing import Any
 
-import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
 from pipeline.outputs import write_batch
 from pipeline.resources import ResourcePlan
+from pipeline.todo import Todo
+from pipeline.todo_source import TodoSource
 from stages.batch import Batch, batch_len, to_column
 from stages.fusion import fuse_batch
 from stages.load import LoadConfig, load_batch
@@ -59,15 +61,17 @@ def _actor_runtime_env() -> dict | None:
     return {"env_vars": env} if env else None
 
 
-def input_dataset(table: pa.Table, rows_per_block: int) -> ray.data.Dataset:
-    """Slice the manifest into blocks ourselves: one small Parquet file would read as one block
-    and feed a single actor."""
-    table = table.select([*MANIFEST_FIELDS, *(f for f in OPTIONAL_MANIFEST_FIELDS if f in table.column_names)])
-    blocks = [table.slice(start, rows_per_block) for start in range(0, len(table), rows_per_block)]
-    return ray.data.from_arrow(blocks)
+def input_dataset(todo: Todo, plan: ResourcePlan) -> ray.data.Dataset:
+    """The rows to do, read lazily from the spill file a block at a time (pipeline.todo_source):
+    one block per `rows_per_block` rows, since a block feeds one task."""
+    names = pq.ParquetFile(todo.spill).schema_arrow.names
+    columns = [*MANIFEST_FIELDS, *(f for f in OPTIONAL_MANIFEST_FIELDS if f in names)]
+    source = TodoSource(str(todo.spill), todo.rows, plan.rows_per_block, columns)
+    return ray.data.read_datasource(source, override_num_blocks=source.num_blocks(),
+                                    ray_remote_args={"num_cpus": plan.task_cpus, "max_retries": TASK_RETRIES})
 
 
-def build_graph(table: pa.Table, plan: ResourcePlan, method: str, method_config: Any,
+def build_graph(todo: Todo, plan: ResourcePlan, method: str, method_config: Any,
                 fusion: str, load_config: LoadConfig, out_dir: str,
                 output_format: str = "png", score_config: ScoreConfig = ScoreConfig()) -> ray.data.Dataset:
     """The lazy dataset whose batches are finished result rows (no pixels).
@@ -79,13 +83,17 @@ def build_graph(table: pa.Table, plan: ResourcePlan, method: str, method_config:
         # Ray 2.60 takes retry and restart limits only as extra remote args, which it flags as
         # deprecated (for 2.64) without a named replacement yet; the limits are deliberate.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return _build(table, plan, method, method_config, fusion, load_config, out_dir, output_format,
+        # Ray's own DataContext defaults set fields it has deprecated; nothing for a user to act on.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")
+        return _build(todo, plan, method, method_config, fusion, load_config, out_dir, output_format,
                       score_config)
 
 
-def _build(table: pa.Table, plan: ResourcePlan, method: str, method_config: Any, fusion: str,
+def _build(todo: Todo, plan: ResourcePlan, method: str, method_config: Any, fusion: str,
            load_config: LoadConfig, out_dir: str, output_format: str, score_config: ScoreConfig) -> ray.data.Dataset:
-    ds = input_dataset(table, plan.rows_per_block)
+    ds = input_dataset(todo, plan)
+    options = ds.context.execution_options  # this dataset's copy of Ray Data's context
+    options.resource_limits = options.resource_limits.copy(object_store_memory=plan.inflight_bytes)
     ds = ds.map_batches(load_batch, fn_kwargs={"config": load_config}, batch_size=plan.batch_size,
                         batch_format="numpy", num_cpus=plan.task_cpus, max_retries=TASK_RETRIES)
     ds = ds.map_batches(NodeRecordingRunner, fn_constructor_kwargs={"method_name": method, "config": method_config},

@@ -23,9 +23,16 @@ SMALL_CLUSTER_SHARE = 0.5
 CPU_METHOD_MAX_BATCH = 128
 BATCH_PIXEL_BYTES = 64 * 1024 * 1024
 BYTES_PER_PIXEL = 16
-# Very large manifests get bigger blocks: the driver holds every input block from the start (about
-# 35 KB each beyond its rows, measured: 1,563 blocks of 64 rows cost it 53 MiB, 391 of 256 nothing).
+# Very large manifests get bigger blocks: each block is a read task (pipeline.todo_source) that the
+# driver plans and tracks for the whole run, so their number stays bounded, not their size.
 MAX_BLOCKS = 500
+# Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
+# object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
+# method, and every process that touches those pages grows with the run's length (measured: task
+# workers +1 MiB/s, 100k rows ended 460 MiB above 5k). A few batches per actor keep every stage busy.
+INFLIGHT_BATCHES_PER_ACTOR = 8
+MIN_INFLIGHT_BYTES = 256 * 1024 * 1024
+UNKNOWN_PIXELS_PER_ROW = 1024 * 1024  # no image header could be read: assume large photos
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class ResourcePlan:
     task_cpus: float  # num_cpus per load/fuse/score/write task
     batch_size: int  # rows per method call
     rows_per_block: int  # rows per input block (one block spreads to one actor call or a few)
+    inflight_bytes: int = MIN_INFLIGHT_BYTES  # object-store budget for the graph's blocks in flight
 
 
 def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResources,
@@ -76,8 +84,11 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
     pool = max(1, min(pool, math.ceil(n_rows / batch))) if n_rows else 1
     # Blocks of one batch spread work over the pool; very large manifests get blocks of several.
     rows_per_block = batch * math.ceil(max(batch, math.ceil(n_rows / MAX_BLOCKS)) / batch) if n_rows else batch
+    batch_bytes = batch * (pixels_per_row or UNKNOWN_PIXELS_PER_ROW) * BYTES_PER_PIXEL
+    inflight = max(MIN_INFLIGHT_BYTES, INFLIGHT_BATCHES_PER_ACTOR * pool * batch_bytes)
     return ResourcePlan(actors=pool, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
-                        task_cpus=task_cpus, batch_size=batch, rows_per_block=rows_per_block)
+                        task_cpus=task_cpus, batch_size=batch, rows_per_block=rows_per_block,
+                        inflight_bytes=inflight)
 
 
 def sample_pixels(image_uris: list[str]) -> int | None:

@@ -43,6 +43,11 @@ def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=target)
 
 
+def _group_starts(metadata: pq.FileMetaData) -> np.ndarray:
+    """The first row of each row group, and the row count at the end."""
+    return np.cumsum([0, *(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))])
+
+
 class ResultsStore:
     """Append-only Parquet parts under `OUT/results/`."""
 
@@ -125,9 +130,9 @@ class ResultsStore:
             return pq.read_table(old[0], columns=summary_columns)  # already one part in order
         target = pa.unify_schemas([pq.read_schema(p) for p in old], promote_options="permissive")
         target = target.with_metadata({_SUPERSEDES: json.dumps([p.name for p in old]).encode()})
-        files = [pq.ParquetFile(p) for p in old]
-        group_starts = [np.cumsum([0, *(f.metadata.row_group(g).num_rows for g in range(f.num_row_groups))])
-                        for f in files]
+        # Row-group offsets only: a file is opened when a chunk needs it (hundreds of open readers
+        # and their metadata cost more than the rows gathered at a time).
+        group_starts = [_group_starts(pq.read_metadata(p)) for p in old]
         self._seq, self._chunk = None, 0
         path = self.folder / self._next_name()
         summaries = []
@@ -141,7 +146,7 @@ class ResultsStore:
                     wanted = index[where]
                     starts = group_starts[number]
                     groups = np.unique(np.searchsorted(starts, wanted, side="right") - 1)
-                    rows = files[number].read_row_groups(groups.tolist())
+                    rows = pq.ParquetFile(old[number]).read_row_groups(groups.tolist())
                     base = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
                     pieces.append(_conform(rows.take(pa.array(np.searchsorted(base, wanted))), target))
                     order.append(where)

@@ -137,9 +137,9 @@ def test_null_strings_that_ray_hands_as_nan_float32_stay_null(tmp_path):
     """Joining an all-ok block with one holding write errors, Ray Data gave the ok rows' `error` as
     NaN float32; the driver used to crash on it exactly when a disk filled up."""
     from manifests import schema
-    from manifests.validate import ValidatedManifest
     from pipeline.config import RunConfig
     from pipeline.run import _result_table
+    from pipeline.todo import ManifestExtras, Todo
 
     n = 2
     batch = {name: np.full(n, np.nan) for name in schema.RESULT_COLUMNS}
@@ -147,7 +147,7 @@ def test_null_strings_that_ray_hands_as_nan_float32_stay_null(tmp_path):
                  status=to_column(["ok", "error"]), bucket=to_column(["0.01-0.10"] * n),
                  error=to_column([np.float32("nan"), "write x.png: no space left on device"]),
                  warning=to_column([np.float32("nan")] * n), output=to_column(["images/a.png", None]))
-    manifest = ValidatedManifest(pa.table({"id": ["a", "b"], "row": [0, 1]}), [])
-    table = _result_table(batch, RunConfig(manifest=tmp_path / "m", out=tmp_path), manifest, {"a": 0, "b": 1})
+    no_extras = ManifestExtras(Todo(spill=tmp_path / "spill", rows=2))
+    table = _result_table(batch, RunConfig(manifest=tmp_path / "m", out=tmp_path), no_extras)
     assert table["error"].to_pylist() == [None, "write x.png: no space left on device"]
     assert table["warning"].to_pylist() == [None, None]
