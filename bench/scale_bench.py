@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,24 @@ class Peak:
     tree_pss: int = 0
     processes: int = 0
     samples: int = 0
+    roles: dict[str, int] = field(default_factory=dict)  # peak PSS summed per process role
+    largest: dict[str, int] = field(default_factory=dict)  # peak PSS of the role's largest process
+    counts: dict[str, int] = field(default_factory=dict)  # most processes of the role at once
+
+
+def role(proc: psutil.Process, driver: int) -> str:
+    """Which part of the job a process is: the driver, Ray's GCS, raylet, its other daemons, or a
+    worker (task or actor process), so the table shows where memory grows."""
+    if proc.pid == driver:
+        return "driver"
+    try:
+        command = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "other"
+    for name in ("gcs_server", "raylet"):
+        if name in command:
+            return name
+    return "worker" if command.startswith("ray::") or "default_worker.py" in command else "ray daemons"
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:
@@ -110,6 +128,8 @@ def sample(pid: int, peak: Peak, stop: threading.Event, every: float = 0.5) -> N
     while not stop.is_set():
         rss = pss = 0
         procs = _tree(root)
+        by_role: dict[str, int] = {}
+        count: dict[str, int] = {}
         for proc in procs:
             try:
                 info = proc.memory_full_info()
@@ -117,10 +137,17 @@ def sample(pid: int, peak: Peak, stop: threading.Event, every: float = 0.5) -> N
                 continue
             rss += info.rss
             pss += info.pss
+            name = role(proc, pid)
+            by_role[name] = by_role.get(name, 0) + info.pss
+            count[name] = count.get(name, 0) + 1
+            peak.largest[name] = max(peak.largest.get(name, 0), info.pss)
             if proc.pid == pid:
                 peak.driver_rss = max(peak.driver_rss, info.rss)
         peak.tree_rss, peak.tree_pss = max(peak.tree_rss, rss), max(peak.tree_pss, pss)
         peak.processes = max(peak.processes, len(procs))
+        for name, value in by_role.items():
+            peak.roles[name] = max(peak.roles.get(name, 0), value)
+            peak.counts[name] = max(peak.counts.get(name, 0), count[name])
         peak.samples += 1
         stop.wait(every)
 
@@ -179,6 +206,17 @@ def main() -> None:
     for rows, wall, seconds, rate, peak, _ in table:
         print(f"| {rows} | {wall:.0f} | {seconds:.0f} | {rate:.0f} | {peak.driver_rss / MIB:.0f} | "
               f"{peak.tree_rss / MIB:.0f} | {peak.tree_pss / MIB:.0f} | {peak.processes} | {peak.samples} |")
+    roles = sorted({name for row in table for name in row[4].roles})
+    print("\npeak PSS MiB per process role: sum over the role's processes (largest sample) / its largest "
+          "process / most processes at once. Ray starts more task workers when CPU frees up (the\n"
+          "actor's last batches), so the sum depends on how many it started; the largest process shows "
+          "whether any one of them grows with the manifest.\n")
+    print("| rows | " + " | ".join(roles) + " |")
+    print("|---:|" + "---:|" * len(roles))
+    for rows, *_, peak, _ in table:
+        cells = [f"{peak.roles.get(n, 0) / MIB:.0f} / {peak.largest.get(n, 0) / MIB:.0f} / {peak.counts.get(n, 0)}"
+                 for n in roles]
+        print(f"| {rows} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
