@@ -117,22 +117,31 @@ class IdCheck:
 
 
 def check_ids(id_column: pa.ChunkedArray | pa.Array) -> IdCheck:
-    """Empty ids and repeated ids (the first row of an id wins) of a whole manifest."""
+    """Empty ids and repeated ids (the first row of an id wins) of a whole manifest.
+
+    By a stable sort of the ids, not a hash aggregation: equal ids end up adjacent with the first
+    row first, and the sort needs a few bytes per row where Arrow's group-by left the driver ~50 MiB
+    larger for 200,000 ids (its hash tables' memory stays with the allocator)."""
     ids = _as_strings(pa.table({schema.ID: id_column}), schema.ID)
-    rows = pa.array(np.arange(len(ids), dtype=np.int64))
-    no_id = _empty(ids)
-    keyed = pa.table({"id": ids, "row": rows}).filter(pc.invert(no_id))
-    first = keyed.group_by("id", use_threads=False).aggregate([("row", "min")])
-    duplicate = pc.and_(pc.invert(pc.is_in(rows, first["row_min"])), pc.invert(no_id))
-    bad = pc.or_(no_id, duplicate).to_numpy(zero_copy_only=False)
+    n = len(ids)
+    no_id = _empty(ids).to_numpy(zero_copy_only=False)
+    order = pc.sort_indices(ids).to_numpy()  # stable: equal ids keep their row order
+    ordered = ids.take(pa.array(order))
+    same_as_previous = pc.fill_null(pc.equal(ordered.slice(1), ordered.slice(0, max(0, n - 1))), False)
+    repeat = np.concatenate([[False], same_as_previous.to_numpy(zero_copy_only=False)]) if n else np.zeros(0, bool)
+    duplicate = np.zeros(n, bool)
+    duplicate[order] = repeat
+    duplicate &= ~no_id
+    # The first row of each id's run in sorted order, for the duplicates' messages.
+    run_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(n))) if n else np.zeros(0, np.int64)
+    first_row_of = np.empty(n, np.int64)
+    first_row_of[order] = order[run_start]
+    bad = no_id | duplicate
     bad_rows = np.flatnonzero(bad)
     rejected: list[RejectedRow] = []
     if len(bad_rows):
-        bad_ids = ids.take(pa.array(bad_rows))
-        repeated = first.filter(pc.is_in(first["id"], bad_ids))  # only the ids that are repeated
-        first_row = dict(zip(repeated["id"].to_pylist(), repeated["row_min"].to_pylist()))
-        for row, row_id in zip(bad_rows.tolist(), bad_ids.to_pylist()):
-            problem = (f"duplicate id '{row_id}' (first used on row {first_row[row_id]}); row skipped"
+        for row, row_id in zip(bad_rows.tolist(), ids.take(pa.array(bad_rows)).to_pylist()):
+            problem = (f"duplicate id '{row_id}' (first used on row {first_row_of[row]}); row skipped"
                        if row_id else "empty id")
             rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
     return IdCheck(bad=bad, rejected=rejected)

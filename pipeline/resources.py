@@ -31,7 +31,7 @@ MAX_BLOCKS = 500
 # method, and every process that touches those pages grows with the run's length (measured: task
 # workers +1 MiB/s, 100k rows ended 460 MiB above 5k). A few batches per actor keep every stage busy.
 INFLIGHT_BATCHES_PER_ACTOR = 8
-MIN_INFLIGHT_BYTES = 256 * 1024 * 1024
+MIN_INFLIGHT_BYTES = 64 * 1024 * 1024
 UNKNOWN_PIXELS_PER_ROW = 1024 * 1024  # no image header could be read: assume large photos
 
 

@@ -106,3 +106,23 @@ def test_columnar_validation_names_each_bad_row_and_resolves_only_relative_paths
         (4, "c", "empty 'image' path"), (5, "d", "empty 'mask' path")]
     negative = validate_manifest(pa.table({"id": ["e"], "image": ["i"], "mask": ["m"], "mask_dilate": [-2]}))
     assert negative.rejected[0].error == "negative 'mask_dilate' (-2)"
+
+
+def test_id_check_matches_a_first_seen_reference_on_random_ids():
+    from manifests.validate import check_ids
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 50, 400):
+        ids = [None if r < 0.05 else "" if r < 0.1 else f"k{int(r * 1000) % 37}" for r in rng.random(n)]
+        checked = check_ids(pa.array(ids, pa.string()))
+        first: dict[str, int] = {}
+        expected = []
+        for row, value in enumerate(ids):
+            if not value:
+                expected.append((row, None, "empty id"))
+            elif value in first:
+                expected.append((row, value, f"duplicate id '{value}' (first used on row {first[value]}); row skipped"))
+            else:
+                first[value] = row
+        assert [(r.row, r.id, r.error) for r in checked.rejected] == expected
+        assert checked.bad.tolist() == [row in {e[0] for e in expected} for row in range(n)]

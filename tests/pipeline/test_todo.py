@@ -122,3 +122,16 @@ def test_run_carries_extra_columns_through_a_resumed_run(tmp_path, bench_dev):
     results = assert_complete_run(out, manifest).sort_by("row")
     assert results["age"].type == pa.int64() and results["age"].to_pylist() == ages.to_pylist()
     assert results["split"].to_pylist() == ["a", "b"] * 5
+
+
+def test_graph_caps_blocks_in_flight(tmp_path, small_chunks, ray_local):
+    from pipeline.graph import build_graph
+    from pipeline.resources import plan_resources
+    from stages.load import LoadConfig
+    from workers.base import MethodResources
+
+    path, _ = _manifest(tmp_path)
+    todo = prepare_todo(path, tmp_path / "spill.parquet", pa.array([], pa.string()))
+    plan = plan_resources(2, 0, MethodResources(batch_size=4), todo.rows, batch_size=4, pixels_per_row=64)
+    ds = build_graph(todo, plan, "telea", None, "paste", LoadConfig(), str(tmp_path / "out"))
+    assert ds.context.execution_options.resource_limits.object_store_memory == plan.inflight_bytes

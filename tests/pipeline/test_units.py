@@ -57,6 +57,18 @@ def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
     assert (gpu.actors, gpu.batch_size, gpu.rows_per_block) == (2, 4, 12)  # 3 batches: 417 blocks
 
 
+def test_inflight_budget_is_a_few_batches_per_actor_with_a_floor():
+    from pipeline.resources import INFLIGHT_BATCHES_PER_ACTOR, MIN_INFLIGHT_BYTES
+
+    tiny = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000, pixels_per_row=32 * 32)
+    assert tiny.inflight_bytes == MIN_INFLIGHT_BYTES  # 128 tiny images a batch: the floor
+    gpu = plan_resources(16, 2, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=5000,
+                         pixels_per_row=1024 * 1024)
+    assert gpu.inflight_bytes == INFLIGHT_BATCHES_PER_ACTOR * 2 * 4 * 1024 * 1024 * 16  # 2 actors × 4 rows
+    unknown = plan_resources(16, 2, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=5000)
+    assert unknown.inflight_bytes == gpu.inflight_bytes  # no readable header: sized for large photos
+
+
 def _rows(ids, status="ok", hash_="h"):
     n = len(ids)
     data = {f.name: [None] * n for f in schema.RESULT_SCHEMA}
