@@ -105,7 +105,11 @@ class LocalCluster:
         return {**cluster_env(), CALLS_ENV: str(self.calls)}
 
     def slow_calls(self) -> int:
-        return sum(1 for _ in self.calls.iterdir())
+        return sum(1 for p in self.calls.iterdir() if not p.name.startswith("running-"))
+
+    def in_call(self, pid: int) -> bool:
+        """Whether the actor process `pid` is inside a batch call right now."""
+        return (self.calls / f"running-{pid}").exists()
 
     def add_node(self, name: str, num_cpus: int, head: bool = False) -> RayNode:
         temp_dir = Path(tempfile.mkdtemp(prefix="r", dir=self.root))

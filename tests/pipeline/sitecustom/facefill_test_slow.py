@@ -17,6 +17,7 @@ from workers.registry import register_method
 
 SLOW_METHOD = "test-slow"
 CALLS_ENV = "FACEFILL_TEST_SLOW_CALLS"  # a folder: one file per finished batch call, for the tests to watch
+RUNNING_PREFIX = "running-"  # ... and running-<pid> while that actor is inside a call
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,14 @@ class SlowTelea(TeleaInpaint):
     description = "test only: telea after a sleep per batch"
 
     def __call__(self, inputs: MethodInputs) -> MethodOutputs:
+        running = Path(os.environ[CALLS_ENV], f"{RUNNING_PREFIX}{os.getpid()}") if os.environ.get(CALLS_ENV) else None
+        if running:
+            running.touch()  # a kill now lands on a batch this actor holds
         time.sleep(self.config.seconds_per_batch)
         if self.config.crash_on and self.config.crash_on in inputs.ids:
             os._exit(1)  # as a segfault or the OOM killer would: no exception, the process is gone
         outputs = super().__call__(inputs)
-        if os.environ.get(CALLS_ENV):
+        if running:
+            running.unlink(missing_ok=True)
             Path(os.environ[CALLS_ENV], f"{os.getpid()}-{time.monotonic_ns()}").touch()
         return outputs
