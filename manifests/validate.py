@@ -138,12 +138,10 @@ def check_ids(id_column: pa.ChunkedArray | pa.Array) -> IdCheck:
     first_row_of[order] = order[run_start]
     bad = no_id | duplicate
     bad_rows = np.flatnonzero(bad)
-    rejected: list[RejectedRow] = []
-    if len(bad_rows):
-        for row, row_id in zip(bad_rows.tolist(), ids.take(pa.array(bad_rows)).to_pylist()):
-            problem = (f"duplicate id '{row_id}' (first used on row {first_row_of[row]}); row skipped"
-                       if row_id else "empty id")
-            rejected.append(RejectedRow(row=row, id=row_id or None, error=problem))
+    rejected = [RejectedRow(row=row, id=row_id or None,
+                            error=(f"duplicate id '{row_id}' (first used on row {first_row_of[row]}); row skipped"
+                                   if row_id else "empty id"))
+                for row, row_id in zip(bad_rows.tolist(), ids.take(pa.array(bad_rows)).to_pylist())]
     return IdCheck(bad=bad, rejected=rejected)
 
 
@@ -152,9 +150,9 @@ def validate_rows(table: pa.Table, first_row: int, id_bad: np.ndarray, base: Pat
     `id_bad` is `IdCheck.bad` for these rows. Rows with a bad id are dropped here (`IdCheck` holds
     their rejections); empty paths and negative dilations are rejected with their row number.
 
-    Columnar (Arrow compute): only rejected rows and relative paths are visited in Python.
+    The caller has checked the manifest's columns (`check_columns`). Columnar (Arrow compute):
+    only rejected rows and relative paths are visited in Python.
     """
-    check_columns(table.column_names)
     n = len(table)
     ids = _as_strings(table, schema.ID)
     images, masks = _as_strings(table, schema.IMAGE), _as_strings(table, schema.MASK)

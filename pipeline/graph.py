@@ -8,7 +8,6 @@ import os
 import warnings
 from typing import Any
 
-import pyarrow.parquet as pq
 import ray
 
 from pipeline.outputs import write_batch
@@ -64,8 +63,7 @@ def _actor_runtime_env() -> dict | None:
 def input_dataset(todo: Todo, plan: ResourcePlan) -> ray.data.Dataset:
     """The rows to do, read lazily from the spill file a block at a time (pipeline.todo_source):
     one block per `rows_per_block` rows, since a block feeds one task."""
-    names = pq.ParquetFile(todo.spill).schema_arrow.names
-    columns = [*MANIFEST_FIELDS, *(f for f in OPTIONAL_MANIFEST_FIELDS if f in names)]
+    columns = [*MANIFEST_FIELDS, *(f for f in OPTIONAL_MANIFEST_FIELDS if f in todo.columns)]
     source = TodoSource(str(todo.spill), todo.rows, plan.rows_per_block, columns)
     return ray.data.read_datasource(source, override_num_blocks=source.num_blocks(),
                                     ray_remote_args={"num_cpus": plan.task_cpus, "max_retries": TASK_RETRIES})

@@ -47,22 +47,27 @@ class Todo:
     rows: int = 0  # rows in the spill file, i.e. to do
     skipped: int = 0  # valid rows whose id an earlier run already finished
     rejected: list[RejectedRow] = field(default_factory=list)
-    extra_columns: list[str] = field(default_factory=list)  # passed through to the results
+    columns: list[str] = field(default_factory=list)  # the spill file's columns (none when nothing is to do)
     sample_images: list[str] = field(default_factory=list)
     group_first_rows: list[int] = field(default_factory=list)  # manifest row of each group's first row
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """Columns passed through to the results: the manifest's own extras, and `mask_dilate`
+        when the run sets it (`--dilate`)."""
+        return extra_columns(self.columns)
 
 
 def prepare_todo(manifest: Path, spill: Path, finished: pa.Array, options: TodoOptions = TodoOptions()) -> Todo:
     """Validate `manifest` (relative paths relative to its folder) and write its valid rows whose
     id is not in `finished` to `spill`; raise ManifestError for whole-file problems."""
-    names = manifest_columns(manifest)
-    check_columns(names)
+    check_columns(manifest_columns(manifest))
     ids = read_manifest_column(manifest, schema.ID, options.limit)
     id_check = check_ids(ids)
     done = (pc.is_in(pc.cast(ids, pa.string()), finished).to_numpy(zero_copy_only=False)
             if len(finished) else None)
     del ids
-    todo = Todo(spill=spill, extra_columns=extra_columns(names))
+    todo = Todo(spill=spill)
     rejected = list(id_check.rejected)
     with atomic_target(spill) as tmp, _GroupWriter(tmp) as writer:
         start = 0
@@ -82,7 +87,7 @@ def prepare_todo(manifest: Path, spill: Path, finished: pa.Array, options: TodoO
                 del todo.sample_images[SAMPLE_IMAGES:]
             writer.write(table)
             start = stop
-    todo.rows, todo.group_first_rows = writer.rows, writer.group_first_rows
+    todo.rows, todo.columns, todo.group_first_rows = writer.rows, writer.columns, writer.group_first_rows
     todo.rejected = sorted(rejected, key=lambda r: r.row)
     return todo
 
@@ -102,6 +107,7 @@ class _GroupWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows = 0
+        self.columns: list[str] = []
         self.group_first_rows: list[int] = []
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
@@ -123,6 +129,7 @@ class _GroupWriter:
             return
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
+            self.columns = table.schema.names
         self._pending.append(table.cast(self._writer.schema))
         self._pending_rows += len(table)
         self._write_groups(final=False)
@@ -174,14 +181,10 @@ class ManifestExtras:
             return pa.table({})
         rows = np.asarray(rows, np.int64)
         groups = np.searchsorted(self._group_first_rows, rows, side="right") - 1
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])  # runs of rows in one group
         pieces = []
-        for index in range(len(rows)):  # consecutive rows of one group are taken together
-            if index and groups[index] == groups[index - 1]:
-                continue
-            end = index + 1
-            while end < len(rows) and groups[end] == groups[index]:
-                end += 1
-            group = self._group(int(groups[index]))
-            offsets = np.searchsorted(group[schema.ROW].to_numpy(), rows[index:end])
+        for begin, end in zip(starts, [*starts[1:], len(rows)]):
+            group = self._group(int(groups[begin]))
+            offsets = np.searchsorted(group[schema.ROW].to_numpy(), rows[begin:end])
             pieces.append(group.select(self.columns).take(pa.array(offsets)))
         return pa.concat_tables(pieces)

@@ -67,6 +67,15 @@ def test_finished_limit_and_dilate_narrow_the_todo(tmp_path, small_chunks):
     assert set(spilled["mask_dilate"].to_pylist()) == {5}
 
 
+def test_dilate_reaches_the_results_even_when_the_manifest_has_no_such_column(tmp_path):
+    path = tmp_path / "m.parquet"
+    write_manifest(pa.table({"id": ["a", "b"], "image": ["/i.png"] * 2, "mask": ["/m.png"] * 2, "note": ["x", "y"]}), path)
+    assert prepare_todo(path, tmp_path / "s.parquet", pa.array([], pa.string())).extra_columns == ["note"]
+    todo = prepare_todo(path, tmp_path / "s.parquet", pa.array([], pa.string()), TodoOptions(dilate=3))
+    assert todo.extra_columns == ["note", "mask_dilate"]
+    assert ManifestExtras(todo).take([1, 0])["mask_dilate"].to_pylist() == [3, 3]
+
+
 def test_nothing_to_do_leaves_an_empty_readable_spill(tmp_path, small_chunks):
     path, table = _manifest(tmp_path, n=6)
     todo = prepare_todo(path, tmp_path / "spill.parquet", table["id"].combine_chunks())
