@@ -1,10 +1,12 @@
 """Where one poisson_fuse call spends its time: wall time per kernel (one core).
 
 Run from the repository root:
-    .venv/bin/python bench/poisson_profile.py [--size 1024] [--mask nvidia50|nvidia20|random20|random50]
+    .venv/bin/python bench/poisson_profile.py [--size 1024] [--mask nvidia50|nvidia20|random20|random50] [--cold]
 Prints one Markdown table (kernel, calls, total ms, ms per call) for a single
-call after a warm-up call; outer entries (solve, refine, inner_pcg) include
-the kernels below them.  Same inputs as bench/poisson_bench.py.
+call after a warm-up call (which also leaves its work arrays to reuse; --cold
+releases them first, as for the first image of a size); outer entries (solve,
+refine, inner_pcg) include the kernels below them.  Same inputs as
+bench/poisson_bench.py.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
 import poisson_bench  # noqa: E402
 from stages.fusion import poisson, poisson_dense, poisson_pcg  # noqa: E402
+from stages.fusion.poisson_work import release_work_arrays  # noqa: E402
 
 
 def timed_wrapper(name: str, fn: Callable, totals: dict[str, list[float]]) -> Callable:
@@ -60,6 +63,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--mask", default="nvidia50",
                         choices=["nvidia20", "nvidia50", "random20", "random50"])
+    parser.add_argument("--cold", action="store_true", help="fresh work arrays for the call")
     args = parser.parse_args()
     ratio = int(args.mask[-2:]) / 100
     if args.mask.startswith("nvidia"):
@@ -70,10 +74,13 @@ def main() -> None:
     poisson.poisson_fuse(image, generated, hole)  # load the jit cache
     totals: dict[str, list[float]] = {}
     instrument(totals)
+    if args.cold:
+        release_work_arrays()
     start = time.perf_counter()
     poisson.poisson_fuse(image, generated, hole)
     total = time.perf_counter() - start
-    print(f"{args.size}², {args.mask}, {int(hole.sum())} hole px: {total * 1e3:.1f} ms\n")
+    print(f"{args.size}², {args.mask}, {int(hole.sum())} hole px, "
+          f"{'fresh' if args.cold else 'reused'} work arrays: {total * 1e3:.1f} ms\n")
     print("| kernel | calls | total ms | ms per call |\n|---|---:|---:|---:|")
     for name, (calls, seconds) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
         print(f"| {name} | {calls} | {seconds * 1e3:.1f} | {seconds * 1e3 / calls:.2f} |")

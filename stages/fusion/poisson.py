@@ -23,6 +23,7 @@ import numpy as np
 
 from stages.fusion import poisson_dense as dense
 from stages.fusion.poisson_pcg import Level, solve
+from stages.fusion.poisson_work import work_arrays
 
 MAX_ERROR = 1e-2  # proven bound on |f - f_exact| before rounding, grey levels
 # Holes no pixel of which is farther than this (city-block) from a known pixel are solved
@@ -84,9 +85,16 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
     Cropping is exact: every hole pixel keeps all its neighbours (the crop has
     a one-pixel known ring except where it meets the image edge).
     """
-    idx, dense32, b = dense.build_fine(hole, image, generated, y0, x0, h, w)
+    arrays = work_arrays()
+    planes = arrays.get("fine", (6, h + 2, w + 2), np.float32)
+    b = arrays.get("rhs", (image.shape[2] + 1, h + 2, w + 2), np.float32)
+    dense32 = dense.build_fine_into(hole, image, generated, y0, x0, h, w, planes, b)
+    ext = dense.row_extents(dense32[5])
+    n = dense.count_unknowns(dense32[5], ext) + 1
+    coupled, isolated = dense.split_unknowns(dense32[5], dense32[1], dense32[2], ext,
+                                             arrays.get("coupled", (n,), np.int64),
+                                             arrays.get("isolated", (n,), np.int64))
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, isolated = dense.split_isolated(idx, w + 2, we, ws)
     if coupled.size:
         shallow = dense.hole_depth(hole, y0, x0, h, w, SHALLOW_DEPTH + 1) <= SHALLOW_DEPTH
         h_planes = solve(Level(h, w, coupled, d, we, ws, dense32), b, MAX_ERROR, shallow)

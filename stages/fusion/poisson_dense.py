@@ -339,13 +339,14 @@ def update_direction(x, p, z, alpha, beta, d, ext, pq, first=False):  # pragma: 
                 a = alpha[c]
                 b = beta[c]
                 xx, pp, zz = x[c, y, lo:hi], p[c, y, lo:hi], z[c, y, lo:hi]
-                if first:
+                if first:  # p may hold anything (a reused buffer): not read
                     xx[:] = 0.0
+                    pp[:] = zz
                 else:
                     for k in range(hi - lo):
                         xx[k] += a * pp[k]
-                for k in range(hi - lo):
-                    pp[k] = zz[k] + b * pp[k]
+                    for k in range(hi - lo):
+                        pp[k] = zz[k] + b * pp[k]
         if 2 <= y < hp:
             yy = y - 1
             lo, hi = ext[yy, 0], ext[yy, 1]
@@ -372,8 +373,10 @@ def axpy(x, p, alpha, ext):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def correct_residual64(x, dx, b, d, mask, ext, r, rmax, row64):  # pragma: no cover - jit
-    """x += dx (float32 correction); r = b - A x evaluated in float64 (the certified
+def correct_residual64(x, dx, b, d, mask, ext, r, rmax, row64,
+                       first=False):  # pragma: no cover - jit
+    """x += dx (float32 correction; first: x = dx, x's extents may hold anything, outside
+    them x must be zero); r = b - A x evaluated in float64 (the certified
     residual), stored as float32 into r (the next round's right-hand side);
     rmax[c] = max |r_c| of the float64 values.  row64: [Wp] float64 scratch.
 
@@ -388,8 +391,12 @@ def correct_residual64(x, dx, b, d, mask, ext, r, rmax, row64):  # pragma: no co
         for y in range(1, hp + 1):
             if y < hp - 1:
                 xx, dxx = xc[y, ext[y, 0]:ext[y, 1]], dx[c, y, ext[y, 0]:ext[y, 1]]
-                for k in range(xx.shape[0]):
-                    xx[k] += dxx[k]
+                if first:
+                    for k in range(xx.shape[0]):
+                        xx[k] = dxx[k]
+                else:
+                    for k in range(xx.shape[0]):
+                        xx[k] += dxx[k]
             if 2 <= y < hp:
                 yy = y - 1
                 lo, hi = ext[yy, 0], ext[yy, 1]
@@ -566,6 +573,39 @@ def _known_diff_row(hole, image, generated, y0, x0, y, w, out):  # pragma: no co
 
 @nb.njit(**_JIT)
 def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
+    """build_fine_into on fresh arrays, plus the padded flat positions of the unknowns
+    (raster order): idx, (d, we, ws, inv_r, inv_b, mask), b."""
+    nc = image.shape[2]
+    planes = np.empty((6, h + 2, w + 2), np.float32)
+    b = np.empty((nc + 1, h + 2, w + 2), np.float32)
+    build_fine_into(hole, image, generated, y0, x0, h, w, planes, b)
+    flat = planes[5].reshape(-1)
+    n = 0
+    for i in range(flat.shape[0]):
+        n += flat[i] != 0.0
+    idx = np.empty(n, np.int64)
+    k = 0
+    for i in range(flat.shape[0]):
+        if flat[i] != 0.0:
+            idx[k] = i
+            k += 1
+    return idx, (planes[0], planes[1], planes[2], planes[3], planes[4], planes[5]), b
+
+
+@nb.njit(**_JIT)
+def _zero_frame(v):  # pragma: no cover - jit
+    """Zero the one-pixel frame of every [Hp, Wp] plane of v."""
+    nc, hp, wp = v.shape
+    for c in range(nc):
+        v[c, 0, :] = 0.0
+        v[c, hp - 1, :] = 0.0
+        for y in range(1, hp - 1):
+            v[c, y, 0] = 0.0
+            v[c, y, wp - 1] = 0.0
+
+
+@nb.njit(**_JIT)
+def build_fine_into(hole, image, generated, y0, x0, h, w, planes, b):  # pragma: no cover - jit
     """Fine-level operator and right-hand side of the harmonic correction, row by row.
 
     Works on the crop [y0, y0 + h) x [x0, x0 + w) of the full arrays (no
@@ -577,19 +617,15 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
     Every value is a small integer, exact in float32.  The rows are
     branch-free (the known differences of three rows sit in a rolling buffer),
     so they vectorise and scattered masks cost no branch mispredictions.
-    Returns the padded flat positions of the unknowns (raster order), the
-    stencil (d, we, ws), b planes, the red / black inverse diagonals and the
-    unknown mask, all float32 [Hp, Wp].
+    Writes planes = float32 [6, Hp, Wp] (the stencil d, we, ws, the red / black
+    inverse diagonals and the unknown mask) and b = float32 [C + 1, Hp, Wp];
+    every point of both is written (their old contents do not matter).
     """
     nc = image.shape[2]
     hp, wp = h + 2, w + 2
-    d = np.zeros((hp, wp), np.float32)
-    we = np.zeros((hp, wp), np.float32)
-    ws = np.zeros((hp, wp), np.float32)
-    inv_r = np.zeros((hp, wp), np.float32)
-    inv_b = np.zeros((hp, wp), np.float32)
-    mask = np.zeros((hp, wp), np.float32)
-    b = np.zeros((nc + 1, hp, wp), np.float32)
+    _zero_frame(planes)
+    _zero_frame(b)
+    d, we, ws, inv_r, inv_b, mask = planes[0], planes[1], planes[2], planes[3], planes[4], planes[5]
     for y in range(h):
         hrow, mrow = hole[y0 + y, x0:x0 + w], mask[y + 1, 1:w + 1]
         for x in range(w):
@@ -624,17 +660,7 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
         bo = b[nc, py, 1:w + 1]
         for x in range(w):
             bo[x] = mm[x]
-    flat = mask.reshape(-1)
-    n = 0
-    for i in range(flat.shape[0]):
-        n += flat[i] != 0.0
-    idx = np.empty(n, np.int64)
-    k = 0
-    for i in range(flat.shape[0]):
-        if flat[i] != 0.0:
-            idx[k] = i
-            k += 1
-    return idx, (d, we, ws, inv_r, inv_b, mask), b
+    return d, we, ws, inv_r, inv_b, mask
 
 
 @nb.njit(**_JIT)
@@ -735,3 +761,55 @@ def hole_depth(hole, y0, x0, h, w, cap):  # pragma: no cover - jit
         for x in range(w):
             deepest = max(deepest, row[x])
     return deepest
+
+
+@nb.njit(**_JIT)
+def zero_outside(v, ext):  # pragma: no cover - jit
+    """v[c] = 0 outside the row extents (the padded frame included); inside them v is
+    left as it is (a reused buffer whose kernels write every extent point before reading)."""
+    nc, hp, wp = v.shape
+    for c in range(nc):
+        for y in range(hp):
+            lo, hi = ext[y, 0], ext[y, 1]
+            if hi <= lo:
+                v[c, y, :] = 0.0
+            else:
+                v[c, y, :lo] = 0.0
+                v[c, y, hi:] = 0.0
+
+
+@nb.njit(**_JIT)
+def count_unknowns(mask, ext):  # pragma: no cover - jit
+    """Number of unknowns (nonzero mask points) over the row extents."""
+    n = 0
+    for y in range(mask.shape[0]):
+        row = mask[y, ext[y, 0]:ext[y, 1]]
+        for k in range(row.shape[0]):
+            n += np.int64(row[k] != 0.0)
+    return n
+
+
+@nb.njit(**_JIT)
+def split_unknowns(mask, we, ws, ext, rest, iso):  # pragma: no cover - jit
+    """(coupled, isolated) padded flat positions of the unknowns in raster order, as views
+    of rest and iso (int64 buffers of at least count_unknowns + 1 entries).
+
+    split_isolated's split read straight off the planes in one branch-free pass
+    (scattered masks would mispredict every other pixel): isolated unknowns
+    have no unknown neighbour, so d_p h_p = b_p solves them exactly.
+    """
+    hp, wp = mask.shape
+    i = 0
+    j = 0
+    for y in range(1, hp - 1):
+        lo, hi = ext[y, 0], ext[y, 1]
+        mm, ee, ss, nn = mask[y, lo:hi], we[y, lo - 1:hi], ws[y, lo:hi], ws[y - 1, lo:hi]
+        base = y * wp + lo
+        for k in range(hi - lo):
+            unknown = np.int64(mm[k] != 0.0)
+            alone = np.int64(ee[k + 1] + ee[k] + ss[k] + nn[k] == 0.0)
+            iso[i] = base + k
+            rest[j] = base + k
+            i += unknown * alone
+            j += unknown * (1 - alone)
+    return rest[:j], iso[:i]

@@ -20,6 +20,7 @@ import scipy.sparse.linalg as spla
 
 from stages.fusion import poisson_gmg as g
 from stages.fusion import poisson_dense as dn
+from stages.fusion.poisson_work import WorkArrays, work_arrays
 
 MAX_COARSE = 256  # unknowns on the coarsest level (dense Cholesky there)
 NPLANES = 4  # 3 colour channels + the bound problem A v = 1
@@ -211,18 +212,35 @@ class CoarsePlanes:
 
 
 class DenseWork:
-    """float32 CG vectors and scratch rows for nc planes."""
+    """float32 CG vectors and scratch rows for nc planes.
 
-    def __init__(self, lv: DenseLevels, nc: int) -> None:
+    arrays: take the planes from these reused work arrays instead of fresh zeros.
+    Only z and p need zeros, and only outside the row extents (their stencils
+    read there; inside, every pass writes before it reads): x and r are read only
+    where written, the coarse planes are cleared by the cycle and the restriction.
+    """
+
+    def __init__(self, lv: DenseLevels, nc: int, arrays: WorkArrays | None = None) -> None:
         hp, wp = lv.shape
         self.nc = nc
-        self.x, self.r, self.z, self.p = (np.zeros((nc, hp, wp), np.float32) for _ in range(4))
+        if arrays is None:
+            self.x, self.r, self.z, self.p = (np.zeros((nc, hp, wp), np.float32)
+                                              for _ in range(4))
+            self.cx = [np.zeros((nc,) + c.mask.shape, np.float32) for c in lv.coarse]
+            self.cb = [np.zeros_like(v) for v in self.cx]
+        else:
+            self.x, self.r, self.z, self.p = (arrays.get(name, (nc, hp, wp), np.float32)
+                                              for name in ("x", "r", "z", "p"))
+            dn.zero_outside(self.z, lv.ext)
+            dn.zero_outside(self.p, lv.ext)
+            self.cx = [arrays.get(f"cx{i}", (nc,) + c.mask.shape, np.float32)
+                       for i, c in enumerate(lv.coarse)]
+            self.cb = [arrays.get(f"cb{i}", (nc,) + c.mask.shape, np.float32)
+                       for i, c in enumerate(lv.coarse)]
         self.tmp = np.zeros(wp, np.float32)
         self.res = np.zeros((nc, wp), np.float32)
         self.crow = np.zeros((nc, wp), np.float32)
         self.even, self.odd = np.zeros((nc, wp), np.float32), np.zeros((nc, wp), np.float32)
-        self.cx = [np.zeros((nc,) + c.mask.shape, np.float32) for c in lv.coarse]
-        self.cb = [np.zeros_like(v) for v in self.cx]
         self.rmax = np.zeros(nc, np.float32)
         self.dots = np.zeros(nc)
 
@@ -353,14 +371,16 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
     Returns the planar float64 solution [3, Hp, Wp] and whether it is certified.
     """
     lv = DenseLevels(hier)
-    x64 = np.zeros(b.shape)
+    arrays = work_arrays()
+    x64 = arrays.get("x64", b.shape, np.float64)
+    dn.zero_outside(x64, lv.ext)  # inside: the first round assigns
     rmax = np.zeros(NPLANES)
     dn.plane_absmax(b, lv.ext, rmax)
-    wk = DenseWork(lv, NPLANES)
+    wk = DenseWork(lv, NPLANES, arrays)
     dn.copy_rows(b, wk.r, lv.ext)  # later rounds: correct_residual64 writes wk.r
     row64 = np.zeros(lv.shape[1])
     m, vmax, nc = 0.0, 0.0, NPLANES
-    for _ in range(MAX_ROUNDS):
+    for rnd in range(MAX_ROUNDS):
         work = wk if nc == NPLANES else wk.planes(nc)
         goal = INNER_REDUCTION * rmax[:nc]
         if nc == NPLANES:  # the bound only needs m = 1 - max|1 - A v| near 1
@@ -369,7 +389,7 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
             goal = np.maximum(goal, CERT_MARGIN * max_error * m / vmax)
         inner_pcg(lv, work, goal, MAX_INNER)
         dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.mask, lv.ext,
-                              work.r, rmax[:nc], row64)
+                              work.r, rmax[:nc], row64, rnd == 0)
         if nc == NPLANES:
             m, vmax = 1.0 - rmax[-1], max(float(x64[-1].max()), 0.0)
             if m >= BOUND_GOOD:
