@@ -43,9 +43,8 @@ class WorkArrays:
         size = int(np.prod(shape)) * dtype.itemsize
         buf = self._buffers.get(name)
         if buf is None or buf.nbytes < size:
-            if buf is not None:
-                del self._buffers[name]
-            if self.kept_bytes + size > self.budget:
+            others = self.kept_bytes - (0 if buf is None else buf.nbytes)
+            if others + size > self.budget:  # too big to keep: fresh, the old one stays
                 return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
             buf = self._buffers[name] = np.empty(size, np.uint8)
         out = buf[:size].view(dtype).reshape(shape)
