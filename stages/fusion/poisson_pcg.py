@@ -192,16 +192,17 @@ class DenseLevels:
             mask = (lev.a[4] != 0).astype(np.float32)
             ext = dn.row_extents(mask)
             omega = jacobi_weight(lev.a, ext) if i < JACOBI_LEVELS else 0.0
-            self.coarse.append(CoarsePlanes(lev.a, lev.inv, mask, ext, lev.idx,
+            self.coarse.append(CoarsePlanes(dn.half_stencil(lev.a), lev.inv, mask, ext, lev.idx,
                                             np.float32(omega)))
         self.chol = hier.coarse_chol
 
 
 @dataclass(frozen=True)
 class CoarsePlanes:
-    """One coarse level: 9-point stencil planes, inverse diagonal, unknown mask, row
-    extents, the padded flat positions of its unknowns, and its smoother: damped
-    Jacobi with weight omega, or four-colour Gauss-Seidel where omega is 0."""
+    """One coarse level: the symmetric half of its 9-point stencil (dn.half_stencil),
+    inverse diagonal, unknown mask, row extents, the padded flat positions of its
+    unknowns, and its smoother: damped Jacobi with weight omega, or four-colour
+    Gauss-Seidel where omega is 0."""
 
     a: np.ndarray
     inv: np.ndarray

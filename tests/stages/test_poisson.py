@@ -325,3 +325,29 @@ def test_work_arrays_keep_within_their_budget() -> None:
     assert not arrays.get("a", (10, 5), np.float32, zero=True).any()
     arrays.clear()
     assert arrays.kept_bytes == 0
+
+
+def test_coarse_operators_are_exactly_symmetric() -> None:
+    """The coarse kernels read slots 0..3 of a point as slots 8..5 of its neighbours
+    (half_stencil), which needs a_s(p) == a_(8-s)(p + offset_s) bit for bit."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(13)
+    hole = np.ones((45, 38), bool)
+    hole[rng.random(hole.shape) < 0.1] = False
+    hole[:3, :] = False
+    h, w = hole.shape
+    image = np.zeros((h, w, 3), np.uint8)
+    idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
+    d, we, ws = (v.reshape(-1) for v in dense32[:3])
+    coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
+    hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
+    assert len(hier.coarse) >= 2
+    for lev in hier.coarse:
+        a = lev.a
+        for s in range(4):
+            dy, dx = s // 3 - 1, s % 3 - 1
+            shifted = np.roll(a[8 - s], (-dy, -dx), axis=(0, 1))  # a_(8-s) at p + (dy, dx)
+            np.testing.assert_array_equal(a[s][1:-1, 1:-1], shifted[1:-1, 1:-1])
+        np.testing.assert_array_equal(dense.half_stencil(a), a[4:])
