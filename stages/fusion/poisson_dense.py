@@ -68,10 +68,14 @@ def _absmax_bits64(row):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _residual5_row(z, r, d, mask, y, lo, hi, res):  # pragma: no cover - jit
-    """res[c] = (r - A z)[c, y] on [lo, hi), zero elsewhere (5-point level)."""
+def _residual5_row(z, r, d, y, lo, hi, res):  # pragma: no cover - jit
+    """res[c] = (r - A z)[c, y] on [lo, hi), zero elsewhere (5-point level).
+
+    The unknown mask is min(d, 1) (d >= 1 on the unknowns, 0 elsewhere): computed,
+    not loaded, as the fine passes are bound by memory bandwidth.
+    """
     nc, hp, wp = z.shape
-    dd, mm = d[y, lo:hi], mask[y, lo:hi]
+    dd, one = d[y, lo:hi], np.float32(1.0)
     for c in range(nc):
         out = res[c]
         out[:lo] = 0.0
@@ -79,7 +83,8 @@ def _residual5_row(z, r, d, mask, y, lo, hi, res):  # pragma: no cover - jit
         o, rr = out[lo:hi], r[c, y, lo:hi]
         zm, zn, zs = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi]
         for k in range(hi - lo):
-            o[k] = rr[k] - (dd[k] * zm[k + 1] - mm[k] * (zm[k + 2] + zm[k] + zs[k] + zn[k]))
+            o[k] = rr[k] - (dd[k] * zm[k + 1]
+                            - min(dd[k], one) * (zm[k + 2] + zm[k] + zs[k] + zn[k]))
 
 
 @nb.njit(**_JIT)
@@ -177,7 +182,10 @@ def _apply_mask(v, mask):  # pragma: no cover - jit
 
 @nb.njit(**_JIT)
 def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
-    """z[:, y] += mask * (P zc) for one padded fine row y, on its columns [lo, hi)."""
+    """z[:, y] += mask * (P zc) for one padded fine row y, on its columns [lo, hi).
+
+    mask: the unknown mask, or the fine d (min(d, 1) is the mask, see _residual5_row).
+    """
     if hi <= lo:
         return
     nc, hp, wp = z.shape
@@ -189,6 +197,7 @@ def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
     yf = y - 1
     yc = yf >> 1
     mrow = mask[y, 2 * c0 + 1:2 * c1 + 1]
+    one = np.float32(1.0)
     for c in range(nc):
         row = crow[c]  # coarse columns c0 .. c1 (one past: the right neighbour)
         lower = zc[c, yc + 1, c0 + 1:c1 + 2]
@@ -206,7 +215,7 @@ def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
             tmp[2 * n - 1] = row[n - 1]
         zr = z[c, y, 2 * c0 + 1:2 * c1 + 1]
         for k in range(2 * n):
-            zr[k] += mrow[k] * tmp[k]
+            zr[k] += min(mrow[k], one) * tmp[k]
 
 
 @nb.njit(**_JIT)
@@ -285,7 +294,7 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
     for y in range(1, hp + 1):
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
-            dd, mm, iv = d[y, lo:hi], mask[y, lo:hi], inv_r[y, lo:hi]
+            dd, iv, one = d[y, lo:hi], inv_r[y, lo:hi], np.float32(1.0)
             for c in range(nc):
                 a = alpha[c]
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
@@ -294,7 +303,7 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
                 if a != 0.0:
                     for k in range(hi - lo):
                         rr[k] -= a * (dd[k] * pm[k + 1]
-                                      - mm[k] * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
+                                      - min(dd[k], one) * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
                 rbits[c] = max(rbits[c], _absmax_bits32(rr))
                 if smooth:
                     for k in range(hi - lo):
@@ -303,7 +312,7 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
             _black_from_zero(z, r, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if restrict and 3 <= y:
             lo, hi = ext[y - 2, 0], ext[y - 2, 1]
-            _residual5_row(z, r, d, mask, y - 2, lo, hi, res)
+            _residual5_row(z, r, d, y - 2, lo, hi, res)
             _restrict_row(res, bc, y - 3, hf, wf, lo, hi, crow, tmp)
     if restrict:
         _apply_mask(bc, cmask)
@@ -324,7 +333,7 @@ def prolong_postsmooth_dot(z, zc, r, d, inv_r, inv_b, mask, ext, dots, crow,
         dots[c] = 0.0
     for y in range(1, hp + 1):
         if coarse and y < hp - 1:
-            _prolong_row(z, zc, mask, y, ext[y, 0], ext[y, 1], crow, tmp)
+            _prolong_row(z, zc, d, y, ext[y, 0], ext[y, 1], crow, tmp)
         if 2 <= y < hp:
             _gs5_row(z, r, d, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
         if 3 <= y:
