@@ -86,12 +86,12 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
     a one-pixel known ring except where it meets the image edge).
     """
     arrays = work_arrays()
-    planes = arrays.get("fine", (6, h + 2, w + 2), np.float32)
+    planes = arrays.get("fine", (5, h + 2, w + 2), np.float32)
     b = arrays.get("rhs", (image.shape[2] + 1, h + 2, w + 2), np.float32)
     dense32 = dense.build_fine_into(hole, image, generated, y0, x0, h, w, planes, b)
-    ext = dense.row_extents(dense32[5])
-    n = dense.count_unknowns(dense32[5], ext) + 1
-    coupled, isolated = dense.split_unknowns(dense32[5], dense32[1], dense32[2], ext,
+    ext = dense.row_extents(dense32[4])
+    n = dense.count_unknowns(dense32[4], ext) + 1
+    coupled, isolated = dense.split_unknowns(dense32[4], dense32[1], dense32[2], ext,
                                              arrays.get("coupled", (n,), np.int64),
                                              arrays.get("isolated", (n,), np.int64))
     d, we, ws = (v.reshape(-1) for v in dense32[:3])

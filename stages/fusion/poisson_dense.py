@@ -14,11 +14,13 @@ zero there.  Each row is only visited over its extent ``ext[y] = (lo, hi)``
 stays zero.
 
 Fine level: 5-point stencil (d, we, ws) as in poisson_gmg.  The smoother is
-red-black Gauss-Seidel (``inv_r`` / ``inv_b`` = 1/d on the red / black
-unknowns, 0 elsewhere): red then black before the coarse correction, black
-then red after it, so the V-cycle is symmetric and CG applies.  A colour's
-update is evaluated for the whole row and added through its inverse
-diagonal, which is zero on the other colour.  Each PCG iteration is three
+red-black Gauss-Seidel (``inv`` = 1/d on the unknowns, 0 elsewhere): red
+then black before the coarse correction, black then red after it, so the
+V-cycle is symmetric and CG applies.  A colour's update is evaluated for the
+whole row and added through its inverse diagonal times a 0/1 parity row
+(``parity_rows``, zero on the other colour; the unknown mask is min(d, 1)):
+the passes are bound by memory bandwidth, so only d and inv are streamed
+as coefficient planes.  Each PCG iteration is three
 fused passes whose rows are pipelined (a row is processed as soon as the
 rows its stencil reads are final).
 
@@ -88,28 +90,30 @@ def _residual5_row(z, r, d, y, lo, hi, res):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _gs5_row(z, r, d, inv, y, lo, hi, tmp):  # pragma: no cover - jit
-    """One colour of row y: z += inv (r - A z) (inv is zero off that colour)."""
+def _gs5_row(z, r, d, inv, par, y, lo, hi, tmp):  # pragma: no cover - jit
+    """One colour of row y: z += inv (r - A z) on the points where the parity pattern
+    row par (1 on that colour, 0 on the other, from column lo on) is 1."""
     nc, hp, wp = z.shape
-    dd, iv = d[y, lo:hi], inv[y, lo:hi]
+    dd, iv, pt = d[y, lo:hi], inv[y, lo:hi], par[:hi - lo]
     for c in range(nc):
         zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
         for k in range(hi - lo):
-            tmp[k] = iv[k] * (rr[k] - dd[k] * zm[k + 1] + zm[k + 2] + zm[k] + zs[k] + zn[k])
+            tmp[k] = (iv[k] * pt[k]) * (rr[k] - dd[k] * zm[k + 1] + zm[k + 2] + zm[k] + zs[k] + zn[k])
         zo = z[c, y, lo:hi]
         for k in range(hi - lo):
             zo[k] += tmp[k]
 
 
 @nb.njit(**_JIT)
-def _black_from_zero(z, r, inv_b, y, lo, hi, tmp):  # pragma: no cover - jit
-    """Black points of row y (zero so far) from their final red neighbours."""
+def _black_from_zero(z, r, inv, par, y, lo, hi, tmp):  # pragma: no cover - jit
+    """Black points of row y (zero so far) from their final red neighbours (par: the
+    black parity pattern, see _gs5_row)."""
     nc, hp, wp = z.shape
-    iv = inv_b[y, lo:hi]
+    iv, pt = inv[y, lo:hi], par[:hi - lo]
     for c in range(nc):
         zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
         for k in range(hi - lo):
-            tmp[k] = iv[k] * (rr[k] + zm[k + 2] + zm[k] + zs[k] + zn[k])
+            tmp[k] = (iv[k] * pt[k]) * (rr[k] + zm[k + 2] + zm[k] + zs[k] + zn[k])
         zo = z[c, y, lo:hi]
         for k in range(hi - lo):
             zo[k] += tmp[k]
@@ -275,10 +279,11 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
 # ---------------------------------------------------------- fine-level passes
 
 @nb.njit(**_JIT)
-def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmask, rmax,
+def step_presmooth_restrict(r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
                             res, crow, tmp, smooth=True):  # pragma: no cover - jit
     """One fused pass: r -= alpha A p (rmax[c] = max|r_c|); z = red-black GS(A z = r)
-    from zero; bc = P^T (r - A z) (skipped when bc has no rows).
+    from zero; bc = P^T (r - A z) (skipped when bc has no rows).  inv: 1/d on the
+    unknowns; par: parity_rows (red / black selected per row, not streamed as planes).
 
     smooth=False stops after the r update (a convergence check that is expected
     to end the iteration); a plane with alpha = 0 keeps its r.
@@ -294,7 +299,8 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
     for y in range(1, hp + 1):
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
-            dd, iv, one = d[y, lo:hi], inv_r[y, lo:hi], np.float32(1.0)
+            dd, iv, one = d[y, lo:hi], inv[y, lo:hi], np.float32(1.0)
+            pr = par[(y + lo) & 1, :hi - lo]  # red: padded y + x even
             for c in range(nc):
                 a = alpha[c]
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
@@ -307,9 +313,10 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
                 rbits[c] = max(rbits[c], _absmax_bits32(rr))
                 if smooth:
                     for k in range(hi - lo):
-                        zo[k] = iv[k] * rr[k]  # red from zero; black entries become 0
+                        zo[k] = (iv[k] * pr[k]) * rr[k]  # red from zero; black ones 0
         if smooth and 2 <= y < hp:
-            _black_from_zero(z, r, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
+            lo, hi = ext[y - 1, 0], ext[y - 1, 1]
+            _black_from_zero(z, r, inv, par[(y + lo) & 1], y - 1, lo, hi, tmp)
         if restrict and 3 <= y:
             lo, hi = ext[y - 2, 0], ext[y - 2, 1]
             _residual5_row(z, r, d, y - 2, lo, hi, res)
@@ -320,10 +327,10 @@ def step_presmooth_restrict(r, p, alpha, z, d, mask, inv_r, inv_b, ext, bc, cmas
 
 
 @nb.njit(**_JIT)
-def prolong_postsmooth_dot(z, zc, r, d, inv_r, inv_b, mask, ext, dots, crow,
+def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow,
                            tmp):  # pragma: no cover - jit
     """One fused pass: z += P zc (skipped when zc has no rows); black then red GS
-    sweep on A z = r; dots[c] = <r_c, z_c>.
+    sweep on A z = r; dots[c] = <r_c, z_c> (inv, par: see step_presmooth_restrict).
 
     Pipelined: prolong row y, black row y-1, red row y-2 (and its dot).
     """
@@ -335,11 +342,12 @@ def prolong_postsmooth_dot(z, zc, r, d, inv_r, inv_b, mask, ext, dots, crow,
         if coarse and y < hp - 1:
             _prolong_row(z, zc, d, y, ext[y, 0], ext[y, 1], crow, tmp)
         if 2 <= y < hp:
-            _gs5_row(z, r, d, inv_b, y - 1, ext[y - 1, 0], ext[y - 1, 1], tmp)
+            lo, hi = ext[y - 1, 0], ext[y - 1, 1]
+            _gs5_row(z, r, d, inv, par[(y + lo) & 1], y - 1, lo, hi, tmp)  # black
         if 3 <= y:
             yy = y - 2
             lo, hi = ext[yy, 0], ext[yy, 1]
-            _gs5_row(z, r, d, inv_r, yy, lo, hi, tmp)
+            _gs5_row(z, r, d, inv, par[(yy + lo) & 1], yy, lo, hi, tmp)  # red
             for c in range(nc):
                 rr, zz = r[c, yy, lo:hi], z[c, yy, lo:hi]
                 acc = 0.0
@@ -601,12 +609,12 @@ def _known_diff_row(hole, image, generated, y0, x0, y, w, out):  # pragma: no co
 @nb.njit(**_JIT)
 def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
     """build_fine_into on fresh arrays, plus the padded flat positions of the unknowns
-    (raster order): idx, (d, we, ws, inv_r, inv_b, mask), b."""
+    (raster order): idx, (d, we, ws, inv, mask), b."""
     nc = image.shape[2]
-    planes = np.empty((6, h + 2, w + 2), np.float32)
+    planes = np.empty((5, h + 2, w + 2), np.float32)
     b = np.empty((nc + 1, h + 2, w + 2), np.float32)
     build_fine_into(hole, image, generated, y0, x0, h, w, planes, b)
-    flat = planes[5].reshape(-1)
+    flat = planes[4].reshape(-1)
     n = 0
     for i in range(flat.shape[0]):
         n += flat[i] != 0.0
@@ -616,7 +624,7 @@ def build_fine(hole, image, generated, y0, x0, h, w):  # pragma: no cover - jit
         if flat[i] != 0.0:
             idx[k] = i
             k += 1
-    return idx, (planes[0], planes[1], planes[2], planes[3], planes[4], planes[5]), b
+    return idx, (planes[0], planes[1], planes[2], planes[3], planes[4]), b
 
 
 @nb.njit(**_JIT)
@@ -644,15 +652,15 @@ def build_fine_into(hole, image, generated, y0, x0, h, w, planes, b):  # pragma:
     Every value is a small integer, exact in float32.  The rows are
     branch-free (the known differences of three rows sit in a rolling buffer),
     so they vectorise and scattered masks cost no branch mispredictions.
-    Writes planes = float32 [6, Hp, Wp] (the stencil d, we, ws, the red / black
-    inverse diagonals and the unknown mask) and b = float32 [C + 1, Hp, Wp];
+    Writes planes = float32 [5, Hp, Wp] (the stencil d, we, ws, the inverse
+    diagonal and the unknown mask) and b = float32 [C + 1, Hp, Wp];
     every point of both is written (their old contents do not matter).
     """
     nc = image.shape[2]
     hp, wp = h + 2, w + 2
     _zero_frame(planes)
     _zero_frame(b)
-    d, we, ws, inv_r, inv_b, mask = planes[0], planes[1], planes[2], planes[3], planes[4], planes[5]
+    d, we, ws, inv, mask = planes[0], planes[1], planes[2], planes[3], planes[4]
     for y in range(h):
         hrow, mrow = hole[y0 + y, x0:x0 + w], mask[y + 1, 1:w + 1]
         for x in range(w):
@@ -670,16 +678,13 @@ def build_fine_into(hole, image, generated, y0, x0, h, w, planes, b):  # pragma:
         mm, ms, me = mask[py, 1:w + 1], mask[py + 1, 1:w + 1], mask[py, 2:w + 2]
         rows_in = np.float32(2 - (y == 0) - (y == h - 1))
         dd, ee, ss = d[py, 1:w + 1], we[py, 1:w + 1], ws[py, 1:w + 1]
-        ir, ib = inv_r[py, 1:w + 1], inv_b[py, 1:w + 1]
+        iv = inv[py, 1:w + 1]
         for x in range(w):
             deg = mm[x] * (rows_in + np.float32(2 - (x == 0) - (x == w - 1)))
             dd[x] = deg
             ee[x] = mm[x] * me[x]
             ss[x] = mm[x] * ms[x]
-            inv = mm[x] / (deg + one - mm[x])  # 1 / deg on the unknowns, 0 elsewhere
-            red = np.float32((py + x + 1 + 1) & 1)  # padded (py + px) even: red
-            ir[x] = red * inv
-            ib[x] = (one - red) * inv
+            iv[x] = mm[x] / (deg + one - mm[x])  # 1 / deg on the unknowns, 0 elsewhere
         for c in range(nc):
             bo, dcm, dcn, dcs = b[c, py, 1:w + 1], dm[c], dn[c, 1:w + 1], ds[c, 1:w + 1]
             for x in range(w):
@@ -687,7 +692,7 @@ def build_fine_into(hole, image, generated, y0, x0, h, w, planes, b):  # pragma:
         bo = b[nc, py, 1:w + 1]
         for x in range(w):
             bo[x] = mm[x]
-    return d, we, ws, inv_r, inv_b, mask
+    return d, we, ws, inv, mask
 
 
 @nb.njit(**_JIT)
@@ -840,3 +845,13 @@ def split_unknowns(mask, we, ws, ext, rest, iso):  # pragma: no cover - jit
             i += unknown * alone
             j += unknown * (1 - alone)
     return rest[:j], iso[:i]
+
+
+def parity_rows(wp: int) -> np.ndarray:
+    """[2, Wp] float32: row j is 1 at the even (j = 0) or odd (j = 1) offsets.  Row
+    (y + lo) & 1 selects, from column lo of padded row y on, the red points (padded
+    y + x even), the other row the black ones."""
+    out = np.zeros((2, wp), np.float32)
+    out[0, 0::2] = 1.0
+    out[1, 1::2] = 1.0
+    return out

@@ -41,7 +41,7 @@ JACOBI_OMEGA = 0.8
 @dataclass
 class Level:
     """The fine grid: padded 5-point operator (d, we, ws: flat views, see poisson_gmg for the
-    layout) and its dense planes (d, we, ws, inv_r, inv_b, mask; see poisson_dense), float32."""
+    layout) and its dense planes (d, we, ws, inv, mask; see poisson_dense), float32."""
 
     h: int
     w: int
@@ -185,7 +185,8 @@ class DenseLevels:
     def __init__(self, hier: Hierarchy) -> None:
         f = hier.fine
         self.shape = (f.h + 2, f.w + 2)
-        self.d, self.we, self.ws, self.inv_r, self.inv_b, self.mask = f.dense32
+        self.d, self.we, self.ws, self.inv, self.mask = f.dense32
+        self.par = dn.parity_rows(self.shape[1])
         self.ext = dn.row_extents(self.mask)
         self.coarse: list[CoarsePlanes] = []
         for i, lev in enumerate(hier.coarse):
@@ -315,8 +316,8 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
         cx = work.cx[0] if lv.coarse else cb
         cmask = lv.coarse[0].mask if lv.coarse else lv.mask
         check_only = ratio is not None and bool(np.all(last * ratio <= goal[:nc]))
-        dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.mask, lv.inv_r,
-                                   lv.inv_b, lv.ext, cb, cmask, work.rmax, work.res, work.crow,
+        dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.inv, lv.par,
+                                   lv.ext, cb, cmask, work.rmax, work.res, work.crow,
                                    work.tmp, not check_only)
         done = work.rmax <= goal[:nc]
         if it and done.all():
@@ -331,7 +332,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
                 cb = work.cb[0]
         if check_only:  # not converged after all: pre-smooth and restrict the updated r
             dn.step_presmooth_restrict(work.r, work.p, np.zeros(nc, np.float32), work.z, lv.d,
-                                       lv.mask, lv.inv_r, lv.inv_b, lv.ext, cb, cmask,
+                                       lv.inv, lv.par, lv.ext, cb, cmask,
                                        work.rmax, work.res, work.crow, work.tmp, True)
         rmax = rmax[:nc]
         if last is not None:
@@ -341,8 +342,8 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int) -
         last = rmax
         if lv.coarse:
             dense_coarse_cycle(lv, work)
-        dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.inv_r,
-                                  lv.inv_b, lv.mask, lv.ext, work.dots, work.crow, work.tmp)
+        dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.inv, lv.par,
+                                  lv.ext, work.dots, work.crow, work.tmp)
         beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
         rz = work.dots.copy()
         dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.ext, work.dots,

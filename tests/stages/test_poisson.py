@@ -229,20 +229,20 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     y = fine_vector()
     down = np.zeros_like(coarse)
     dense.step_presmooth_restrict(y, np.zeros_like(y), np.zeros(1, np.float32), np.zeros_like(y),
-                                  np.zeros_like(lv.d), np.zeros_like(lv.mask), np.zeros_like(lv.inv_r),
-                                  np.zeros_like(lv.inv_b), lv.ext, down, lv.coarse[0].mask,
+                                  np.zeros_like(lv.d), np.zeros_like(lv.inv), lv.par,
+                                  lv.ext, down, lv.coarse[0].mask,
                                   wk.rmax, wk.res, wk.crow, wk.tmp)  # z = 0, A = 0: P^T y
     assert np.isclose(np.vdot(up, y), np.vdot(coarse, down), rtol=1e-4)
 
     def apply_m(r: np.ndarray) -> np.ndarray:
         wk.r[:] = r
         wk.p[:] = 0.0
-        dense.step_presmooth_restrict(wk.r, wk.p, np.zeros(1, np.float32), wk.z, lv.d, lv.mask,
-                                      lv.inv_r, lv.inv_b, lv.ext, wk.cb[0],
+        dense.step_presmooth_restrict(wk.r, wk.p, np.zeros(1, np.float32), wk.z, lv.d, lv.inv,
+                                      lv.par, lv.ext, wk.cb[0],
                                       lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
         pcg.dense_coarse_cycle(lv, wk)
-        dense.prolong_postsmooth_dot(wk.z, wk.cx[0], wk.r, lv.d, lv.inv_r,
-                                     lv.inv_b, lv.mask, lv.ext, wk.dots, wk.crow, wk.tmp)
+        dense.prolong_postsmooth_dot(wk.z, wk.cx[0], wk.r, lv.d, lv.inv,
+                                     lv.par, lv.ext, wk.dots, wk.crow, wk.tmp)
         return wk.z.copy()
 
     u, v = fine_vector(), fine_vector()
