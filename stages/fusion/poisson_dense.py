@@ -244,19 +244,15 @@ def _stencil9_row(z, r, a, y, lo, hi, out, centre):  # pragma: no cover - jit
                             + a6[k] * zs[k] + a7[k] * zs[k + 1] + a8[k] * zs[k + 2])
 
 
-@nb.njit(**_JIT)
-def half_stencil(a):  # pragma: no cover - jit
+def half_stencil(a: np.ndarray) -> np.ndarray:
     """Slots 4..8 (centre, east, south-west, south, south-east) of a symmetric 9-point
-    level a [9, Hp, Wp], as [5, Hp, Wp].
+    level a [9, Hp, Wp], as a [5, Hp, Wp] view (no copy: the last five planes).
 
     A Galerkin operator is symmetric (a_s at p = a_(8-s) at the slot-s neighbour), so
     the other four slots are read from the neighbours: 5 coefficient planes stream
     through memory instead of 9 (the coarse kernels are bound by memory bandwidth).
     """
-    out = np.empty((5,) + a.shape[1:], np.float32)
-    for s in range(5):
-        out[s] = a[4 + s]
-    return out
+    return a[4:]
 
 
 @nb.njit(**_JIT)
