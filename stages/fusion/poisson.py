@@ -96,8 +96,10 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
                                              arrays.get("isolated", (n,), np.int64))
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
     if coupled.size:
-        shallow = dense.hole_depth(hole, y0, x0, h, w, SHALLOW_DEPTH + 1) <= SHALLOW_DEPTH
-        h_planes = solve(Level(h, w, coupled, d, we, ws, dense32), b, MAX_ERROR, shallow)
+        depth = dense.hole_depth_into(hole, y0, x0, h, w, SHALLOW_DEPTH + 1,
+                                      arrays.get("depth", (h, w), np.int32))
+        shallow = depth <= SHALLOW_DEPTH
+        h_planes = solve(Level(h, w, coupled, d, we, ws, dense32, ext), b, MAX_ERROR, shallow)
     else:
         h_planes = np.zeros((b.shape[0] - 1, h + 2, w + 2))
     # Isolated pixels (no unknown neighbour): d_p h_p = b_p exactly.  The dense

@@ -759,12 +759,18 @@ def plane_absmax(v, ext, out):  # pragma: no cover - jit
 
 @nb.njit(**_JIT)
 def hole_depth(hole, y0, x0, h, w, cap):  # pragma: no cover - jit
+    """hole_depth_into on a fresh distance array."""
+    return hole_depth_into(hole, y0, x0, h, w, cap, np.empty((h, w), np.int32))
+
+
+@nb.njit(**_JIT)
+def hole_depth_into(hole, y0, x0, h, w, cap, dist):  # pragma: no cover - jit
     """min(cap, max over hole pixels of the city-block distance to the nearest known pixel).
 
     Pixels beyond the image edge do not count as known (Neumann edge).  Two
-    chamfer passes over the crop; exact for the city-block metric.
+    chamfer passes over the crop; exact for the city-block metric.  dist: int32
+    [h, w] scratch (any contents).
     """
-    dist = np.empty((h, w), np.int32)
     big = np.int32(cap)
     for y in range(h):  # forward: from above (vectorises), then from the left (a scan)
         hrow, row = hole[y0 + y, x0:x0 + w], dist[y]
@@ -851,3 +857,30 @@ def parity_rows(wp: int) -> np.ndarray:
     out[0, 0::2] = 1.0
     out[1, 1::2] = 1.0
     return out
+
+
+@nb.njit(**_JIT)
+def zero_halo(v, ext):  # pragma: no cover - jit
+    """v[c] = 0 on the points outside the row extents that a 5-point stencil on the
+    extents reads (each row's lo - 1 and hi, and the parts of the rows above and below
+    that stick out of this row's extent); a reused buffer that the kernels write on
+    the extents before they read needs no more (everything else is never read)."""
+    nc, hp, wp = v.shape
+    for y in range(hp):
+        lo, hi = ext[y, 0], ext[y, 1]
+        full = hi > lo
+        a = lo - 1 if full else wp
+        b = hi + 1 if full else 0
+        for yy in (y - 1, y + 1):
+            if 0 <= yy < hp and ext[yy, 1] > ext[yy, 0]:
+                a = min(a, ext[yy, 0])
+                b = max(b, ext[yy, 1])
+        if not full:
+            lo = hi = b
+        a = max(a, 0)
+        b = min(b, wp)
+        for c in range(nc):
+            if a < lo:
+                v[c, y, a:lo] = 0.0
+            if hi < b:
+                v[c, y, hi:b] = 0.0

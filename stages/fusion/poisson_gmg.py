@@ -40,8 +40,10 @@ def coarse_unknowns(idx, wp, hc, wc):  # pragma: no cover - jit
     cmask = np.zeros((hc + 2) * wpc, np.bool_)
     out = np.empty(idx.shape[0], np.int64)
     n = 0
+    y = -1  # idx is in raster order: the row only moves forward (no division per point)
     for k in range(idx.shape[0]):
-        y = idx[k] // wp - 1
+        while idx[k] >= (y + 2) * wp:
+            y += 1
         x = idx[k] - (y + 1) * wp - 1
         if (y & 1) == 0 and (x & 1) == 0:
             q = ((y >> 1) + 1) * wpc + (x >> 1) + 1

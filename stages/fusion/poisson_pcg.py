@@ -50,6 +50,7 @@ class Level:
     we: np.ndarray
     ws: np.ndarray
     dense32: tuple
+    ext: np.ndarray | None = None  # row extents of the unknown mask, if already known
 
     @property
     def wp(self) -> int:
@@ -187,7 +188,7 @@ class DenseLevels:
         self.shape = (f.h + 2, f.w + 2)
         self.d, self.we, self.ws, self.inv, self.mask = f.dense32
         self.par = dn.parity_rows(self.shape[1])
-        self.ext = dn.row_extents(self.mask)
+        self.ext = dn.row_extents(self.mask) if f.ext is None else f.ext
         self.coarse: list[CoarsePlanes] = []
         for i, lev in enumerate(hier.coarse):
             mask = (lev.a[4] != 0).astype(np.float32)
@@ -217,9 +218,10 @@ class DenseWork:
     """float32 CG vectors and scratch rows for nc planes.
 
     arrays: take the planes from these reused work arrays instead of fresh zeros.
-    Only z and p need zeros, and only outside the row extents (their stencils
-    read there; inside, every pass writes before it reads): x and r are read only
-    where written, the coarse planes are cleared by the cycle and the restriction.
+    Only z and p need zeros, and only on the halo of the row extents (dn.zero_halo:
+    their stencils read there; inside, every pass writes before it reads): x and r
+    are read only where written, the coarse planes are cleared by the cycle and the
+    restriction.
     """
 
     def __init__(self, lv: DenseLevels, nc: int, arrays: WorkArrays | None = None) -> None:
@@ -233,8 +235,8 @@ class DenseWork:
         else:
             self.x, self.r, self.z, self.p = (arrays.get(name, (nc, hp, wp), np.float32)
                                               for name in ("x", "r", "z", "p"))
-            dn.zero_outside(self.z, lv.ext)
-            dn.zero_outside(self.p, lv.ext)
+            dn.zero_halo(self.z, lv.ext)
+            dn.zero_halo(self.p, lv.ext)
             self.cx = [arrays.get(f"cx{i}", (nc,) + c.mask.shape, np.float32)
                        for i, c in enumerate(lv.coarse)]
             self.cb = [arrays.get(f"cb{i}", (nc,) + c.mask.shape, np.float32)
