@@ -53,8 +53,8 @@ def _fuse(image: np.ndarray, generated: np.ndarray, hole: np.ndarray,
     if hole.all():  # no known pixel: no Dirichlet data, f = g + const; pick g
         return generated.astype(out.dtype)
     (y0, y1), (x0, x1) = _bbox(hole)
-    h_planes = _solve_correction(hole, image, generated, y0, x0, y1 - y0, x1 - x0)
-    dense.scatter_result(hole, y0, x0, h_planes, generated, out, as_float)
+    h_planes, ext = _solve_correction(hole, image, generated, y0, x0, y1 - y0, x1 - x0)
+    dense.scatter_result(hole, y0, x0, h_planes, generated, out, as_float, ext)
     return out
 
 
@@ -78,9 +78,9 @@ def _bbox(hole: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray,
-                      y0: int, x0: int, h: int, w: int) -> np.ndarray:
+                      y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic correction h on the crop [y0, y0 + h) x [x0, x0 + w), as padded planes
-    [3, h + 2, w + 2].
+    [3, h + 2, w + 2], and the row extents of the hole in those planes.
 
     Cropping is exact: every hole pixel keeps all its neighbours (the crop has
     a one-pixel known ring except where it meets the image edge).
@@ -106,4 +106,4 @@ def _solve_correction(hole: np.ndarray, image: np.ndarray, generated: np.ndarray
     # iteration solves them too; the exact value also covers the direct fallback.
     flat = h_planes.reshape(h_planes.shape[0], -1)
     flat[:, isolated] = b.reshape(b.shape[0], -1)[:-1, isolated] / d[isolated].astype(np.float64)
-    return h_planes
+    return h_planes, ext

@@ -716,19 +716,24 @@ def split_isolated(idx, wp, we, ws):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def scatter_result(hole, y0, x0, h_planes, generated, out, as_float):  # pragma: no cover - jit
-    """out[hole] = generated + h inside the crop at (y0, x0) (h planes are padded by one pixel).
+def scatter_result(hole, y0, x0, h_planes, generated, out, as_float,
+                   ext):  # pragma: no cover - jit
+    """out[hole] = generated + h inside the crop at (y0, x0) (h planes are padded by one pixel;
+    ext: their row extents, outside which no hole pixel lies).
 
     as_float=False rounds half-to-even and clips to [0, 255].  Branch-free per pixel
     (a select, not a jump), so scattered masks cost no mispredictions.
     """
     nc, hp, wp = h_planes.shape
     for y in range(hp - 2):
-        x1 = x0 + wp - 2
-        hrow, grow, orow = hole[y0 + y, x0:x1], generated[y0 + y, x0:x1], out[y0 + y, x0:x1]
+        lo, hi = ext[y + 1, 0] - 1, ext[y + 1, 1] - 1  # crop columns
+        if hi <= lo:
+            continue
+        hrow, grow = hole[y0 + y, x0 + lo:x0 + hi], generated[y0 + y, x0 + lo:x0 + hi]
+        orow = out[y0 + y, x0 + lo:x0 + hi]
         for c in range(nc):
-            hc = h_planes[c, y + 1, 1:wp - 1]
-            for x in range(wp - 2):
+            hc = h_planes[c, y + 1, lo + 1:hi + 1]
+            for x in range(hi - lo):
                 v = grow[x, c] + hc[x]
                 if not as_float:
                     v = min(max(np.rint(v), 0.0), 255.0)
