@@ -161,17 +161,46 @@ def galerkin5(cidx, cmask, wpc, wp, d, we, ws, h, w, interior):  # pragma: no co
 
 
 @nb.njit(**_JIT)
-def galerkin9(cidx, cmask, wpc, wp, a, h, w):  # pragma: no cover - jit
+def _stencil_windows(a, stencil, hp, wp):  # pragma: no cover - jit
+    """ok[y, x] = 1 when the 9-point stencil a[:, p] equals `stencil` at the five padded
+    points (y, x - 2 .. x + 2) (uint8)."""
+    ok = np.zeros((hp, wp), np.uint8)
+    for y in range(hp):
+        run = 0
+        for x in range(wp):
+            p = y * wp + x
+            same = np.int64(1)
+            for s in range(9):
+                same &= np.int64(a[s, p] == stencil[s])
+            run = (run + 1) * same
+            if x >= 4:
+                ok[y, x - 2] = run >= 5
+    return ok
+
+
+@nb.njit(**_JIT)
+def galerkin9(cidx, cmask, wpc, wp, a, h, w, current, interior):  # pragma: no cover - jit
     """Coarse 9-point P^T A P from a padded 9-point level a [9, padded points] (as
-    galerkin5, float32 planes out)."""
+    galerkin5, float32 planes out).
+
+    Where the 5x5 block under a coarse point has the constant stencil `current` at
+    every point (and lies inside the crop, see _interior5), the row is `interior`:
+    what this computes there (empty: always compute).
+    """
     ac = np.zeros((9, cmask.shape[0]), np.float32)
     u = np.zeros((5, 5))
     diag = a[4]
+    fast = interior.shape[0] == 9
+    ok = _stencil_windows(a, current, h + 2, wp) if fast else np.zeros((0, 0), np.uint8)
     for k in range(cidx.shape[0]):
         q = cidx[k]
         yc = q // wpc - 1
         xc = q - (yc + 1) * wpc - 1
         pc = (2 * yc + 1) * wp + 2 * xc + 1
+        if fast and _interior5(ok, yc, xc, h, w):
+            for s in range(9):
+                ac[s, q] = interior[s]
+            continue
         u[:, :] = 0.0
         for dy in range(-1, 2):
             for dx in range(-1, 2):

@@ -109,7 +109,9 @@ def build_hierarchy(fine: Level, max_coarse: int = MAX_COARSE) -> Hierarchy:
             ac = g.galerkin5(cidx, cmask, wc + 2, lev.wp, lev.d, lev.we, lev.ws, lev.h, lev.w,
                              interior_stencil())
         else:
-            ac = g.galerkin9(cidx, cmask, wc + 2, lev.wp, lev.a.reshape(9, -1), lev.h, lev.w)
+            depth = len(coarse)  # lev is coarse level `depth` (1 = the first)
+            ac = g.galerkin9(cidx, cmask, wc + 2, lev.wp, lev.a.reshape(9, -1), lev.h, lev.w,
+                             interior_stencil(depth - 1), interior_stencil(depth))
         if np.any(ac[4, cidx] <= 0):
             raise FloatingPointError("coarse operator lost its diagonal")
         lev = Coarse(hc, wc, cidx, ac.reshape(9, hc + 2, wc + 2))
@@ -119,18 +121,28 @@ def build_hierarchy(fine: Level, max_coarse: int = MAX_COARSE) -> Hierarchy:
 
 
 @functools.cache
-def interior_stencil() -> np.ndarray:
-    """P^T A P at a coarse point deep inside a hole (float32 [9]), computed by galerkin5
-    itself on an all-unknown 12 x 12 crop, so the shortcut equals the full computation."""
+def interior_stencil(depth: int = 0) -> np.ndarray:
+    """P^T A P at a point deep inside a hole on coarse level depth + 1 (float32 [9]),
+    computed by the Galerkin kernels themselves on a 12 x 12 patch that is all
+    unknowns (depth 0, galerkin5) or all the previous level's interior stencil
+    (galerkin9), so the shortcut equals the full computation."""
     n = 12
-    hole = np.ones((n, n), bool)
-    idx, (d, we, ws, *_), _ = dn.build_fine(hole, np.zeros((n, n, 3), np.uint8),
-                                           np.zeros((n, n, 3), np.uint8), 0, 0, n, n)
     hc = (n + 1) // 2
-    cidx, cmask = g.coarse_unknowns(idx, n + 2, hc, hc)
-    ac = g.galerkin5(cidx, cmask, hc + 2, n + 2, d.reshape(-1), we.reshape(-1), ws.reshape(-1),
-                     n, n, np.zeros(0, np.float32))
     centre = (hc // 2 + 1) * (hc + 2) + hc // 2 + 1  # fine (6, 6): 5x5 block all interior
+    if depth == 0:
+        hole = np.ones((n, n), bool)
+        idx, (d, we, ws, *_), _ = dn.build_fine(hole, np.zeros((n, n, 3), np.uint8),
+                                               np.zeros((n, n, 3), np.uint8), 0, 0, n, n)
+        cidx, cmask = g.coarse_unknowns(idx, n + 2, hc, hc)
+        ac = g.galerkin5(cidx, cmask, hc + 2, n + 2, d.reshape(-1), we.reshape(-1),
+                         ws.reshape(-1), n, n, np.zeros(0, np.float32))
+        return ac[:, centre].copy()
+    a = np.zeros((9, n + 2, n + 2), np.float32)
+    a[:, 1:-1, 1:-1] = interior_stencil(depth - 1)[:, None, None]
+    idx = np.flatnonzero(a[4])
+    cidx, cmask = g.coarse_unknowns(idx, n + 2, hc, hc)
+    empty = np.zeros(0, np.float32)
+    ac = g.galerkin9(cidx, cmask, hc + 2, n + 2, a.reshape(9, -1), n, n, empty, empty)
     return ac[:, centre].copy()
 
 

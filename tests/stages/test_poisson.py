@@ -351,3 +351,35 @@ def test_coarse_operators_are_exactly_symmetric() -> None:
             shifted = np.roll(a[8 - s], (-dy, -dx), axis=(0, 1))  # a_(8-s) at p + (dy, dx)
             np.testing.assert_array_equal(a[s][1:-1, 1:-1], shifted[1:-1, 1:-1])
         np.testing.assert_array_equal(dense.half_stencil(a), a[4:])
+
+
+def test_galerkin9_interior_shortcut_equals_the_full_product() -> None:
+    """Deeper levels take a constant stencil where the 5x5 block below is all the previous
+    level's interior stencil: it must equal the full P^T A P, for every level."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_gmg as gmg
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(14)
+    hole = np.zeros((150, 140), bool)
+    hole[4:140, 3:137] = True  # a large interior, so every level has interior points
+    hole[rng.random(hole.shape) < 0.002] = False
+    hole[:, :6] = True  # touches the image edge
+    h, w = hole.shape
+    image = np.zeros((h, w, 3), np.uint8)
+    idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
+    d, we, ws = (v.reshape(-1) for v in dense32[:3])
+    coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
+    hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
+    assert len(hier.coarse) >= 3
+    empty = np.zeros(0, np.float32)
+    shortcuts = 0
+    for depth, lev in enumerate(hier.coarse[:-1], start=1):
+        hc, wc = (lev.h + 1) // 2, (lev.w + 1) // 2
+        cidx, cmask = gmg.coarse_unknowns(lev.idx, lev.wp, hc, wc)
+        args = (cidx, cmask, wc + 2, lev.wp, lev.a.reshape(9, -1), lev.h, lev.w)
+        stencil = pcg.interior_stencil(depth)
+        fast = gmg.galerkin9(*args, pcg.interior_stencil(depth - 1), stencil)
+        np.testing.assert_array_equal(fast, gmg.galerkin9(*args, empty, empty))
+        shortcuts += int((fast[:, cidx] == stencil[:, None]).all(axis=0).sum())
+    assert shortcuts > 100
