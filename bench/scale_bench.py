@@ -98,6 +98,7 @@ class Peak:
     roles: dict[str, int] = field(default_factory=dict)  # peak PSS summed per process role
     largest: dict[str, int] = field(default_factory=dict)  # peak PSS of the role's largest process
     counts: dict[str, int] = field(default_factory=dict)  # most processes of the role at once
+    at_peak: list[tuple[str, int]] = field(default_factory=list)  # (process title, PSS) at the PSS peak
 
 
 def role(proc: psutil.Process, driver: int) -> str:
@@ -115,6 +116,16 @@ def role(proc: psutil.Process, driver: int) -> str:
     return "worker" if command.startswith("ray::") or "default_worker.py" in command else "ray daemons"
 
 
+def title(proc: psutil.Process, role_name: str) -> str:
+    """A worker's Ray process title (`ray::IDLE`, `ray::MapWorker(...)`, a task's operator), else its role."""
+    if role_name != "worker":
+        return role_name
+    try:
+        return proc.cmdline()[0][:60]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+        return role_name
+
+
 def _tree(root: psutil.Process) -> list[psutil.Process]:
     try:
         return [root, *root.children(recursive=True)]
@@ -128,6 +139,7 @@ def sample(pid: int, peak: Peak, stop: threading.Event, every: float = 0.5) -> N
     while not stop.is_set():
         rss = pss = 0
         procs = _tree(root)
+        titles: list[tuple[str, int]] = []
         by_role: dict[str, int] = {}
         count: dict[str, int] = {}
         for proc in procs:
@@ -138,11 +150,14 @@ def sample(pid: int, peak: Peak, stop: threading.Event, every: float = 0.5) -> N
             rss += info.rss
             pss += info.pss
             name = role(proc, pid)
+            titles.append((title(proc, name), info.pss))
             by_role[name] = by_role.get(name, 0) + info.pss
             count[name] = count.get(name, 0) + 1
             peak.largest[name] = max(peak.largest.get(name, 0), info.pss)
             if proc.pid == pid:
                 peak.driver_rss = max(peak.driver_rss, info.rss)
+        if pss > peak.tree_pss:
+            peak.at_peak = sorted(titles, key=lambda item: -item[1])
         peak.tree_rss, peak.tree_pss = max(peak.tree_rss, rss), max(peak.tree_pss, pss)
         peak.processes = max(peak.processes, len(procs))
         for name, value in by_role.items():
@@ -180,6 +195,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=300, help="distinct image/mask files")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and outputs here")
+    parser.add_argument("--detail", action="store_true", help="list every process at each run's PSS peak")
     parser.add_argument("run_args", nargs="*", help="extra `pipeline run` options after --")
     args = parser.parse_args()
     if args.workdir is not None:
@@ -217,6 +233,11 @@ def main() -> None:
         cells = [f"{peak.roles.get(n, 0) / MIB:.0f} / {peak.largest.get(n, 0) / MIB:.0f} / {peak.counts.get(n, 0)}"
                  for n in roles]
         print(f"| {rows} | " + " | ".join(cells) + " |")
+
+    if args.detail:
+        for rows, *_, peak, _ in table:
+            print(f"\nprocesses at the {rows}-row run's PSS peak (MiB): "
+                  + ", ".join(f"{name} {pss / MIB:.0f}" for name, pss in peak.at_peak))
 
 
 if __name__ == "__main__":

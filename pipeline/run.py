@@ -5,6 +5,7 @@ import ctypes
 import dataclasses
 import fcntl
 import json
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from manifests import schema
 from manifests.io import manifest_columns
 from manifests.validate import check_columns
 from pipeline.config import RunConfig
+from pipeline.local_ray import LocalRay, join_ray, local_resources, size_local_ray, start_local_ray
 from pipeline.outputs import IMAGES_SUBDIR, storage_failure, storage_reason, write_atomic
 from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
 from pipeline.results_store import ResultsStore, write_parquet_atomic
@@ -47,6 +49,7 @@ class RunSummary:
     rejected: int = 0  # manifest rows rejected before processing (duplicate id, empty path)
     seconds: float = 0.0
     error_samples: list[str] = field(default_factory=list)
+    local_ray: LocalRay | None = None  # how the embedded Ray was started; None on a cluster
 
     @property
     def images_per_second(self) -> float:
@@ -145,25 +148,6 @@ def _versions() -> dict[str, str]:
             "opencv": cv2.__version__}
 
 
-def _init_ray(config: RunConfig) -> bool:
-    """Join `--address` or start an embedded Ray; returns whether we started it (and must stop it)."""
-    import os
-
-    # Our own progress lines say what is happening; RAY_DATA_LOG_LEVEL=INFO brings Ray's back.
-    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
-    if config.address:
-        ray.init(address=config.address, **kwargs)
-    else:
-        # "local" always starts a fresh embedded Ray, never a stale cluster named in /tmp/ray.
-        ray.init(address="local", num_cpus=config.num_cpus, **kwargs)
-    return True
-
-
 # glibc's mallopt parameter for the size above which allocations get their own mapping.
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_BYTES = 64 * 1024
@@ -252,16 +236,28 @@ def _run_todo(config: RunConfig, method_cls, method_config, score_config: ScoreC
 def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreConfig, todo: Todo,
             store: ResultsStore, summary: RunSummary,
             progress: Callable[[str], None]) -> ResourcePlan:
+    # Our own progress lines say what is happening; RAY_DATA_LOG_LEVEL=INFO brings Ray's back.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     import ray
 
     from pipeline.graph import build_graph
 
-    started_ray = _init_ray(config)
+    pixels = sample_pixels(todo.sample_images)
+
+    def plan_for(cpus: float, gpus: float) -> ResourcePlan:
+        return plan_resources(cpus, gpus, method_cls.resources, todo.rows, config.actors, config.batch_size,
+                              pixels_per_row=pixels)
+
+    started_ray = not ray.is_initialized()  # a caller's Ray (tests, notebooks) is used as it is
+    if started_ray and config.address:
+        join_ray(config.address)
+    elif started_ray:
+        cpus, gpus = local_resources(config.num_cpus)
+        summary.local_ray = size_local_ray(plan_for(cpus, gpus), cpus, gpus)
+        start_local_ray(summary.local_ray)
     try:
         resources = ray.cluster_resources()
-        plan = plan_resources(resources.get("CPU", 1), resources.get("GPU", 0), method_cls.resources,
-                              todo.rows, config.actors, config.batch_size,
-                              pixels_per_row=sample_pixels(todo.sample_images))
+        plan = plan_for(resources.get("CPU", 1), resources.get("GPU", 0))
         progress(f"running {config.method} on {todo.rows} row(s): {plan.actors} actor(s) × "
                  f"{plan.actor_cpus:g} CPU{f' + {plan.actor_gpus:g} GPU' if plan.actor_gpus else ''}, "
                  f"batch {plan.batch_size}, fusion {config.fusion}")
@@ -352,5 +348,6 @@ def _write_run_json(config: RunConfig, out: Path, summary: RunSummary, plan: Res
                      "images_per_second": round(summary.images_per_second, 3)},
         "results": counts,
         "resources": plan.__dict__ if plan else None,
+        "embedded_ray": summary.local_ray.__dict__ if summary.local_ray else None,
     }
     write_atomic(out / "run.json", json.dumps(record, indent=2, default=str).encode())

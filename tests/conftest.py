@@ -30,11 +30,14 @@ def nvidia_masks(bench_dev: Path) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One embedded Ray for the in-process end-to-end tests (start-up costs seconds)."""
+    """One embedded Ray for the in-process end-to-end tests (start-up costs seconds), started the way
+    `pipeline run` starts its own for a 2-CPU plan."""
     import ray
 
+    from pipeline.local_ray import MIN_OBJECT_STORE_BYTES, LocalRay, start_local_ray
+
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
+        start_local_ray(LocalRay(num_cpus=2, num_gpus=0, object_store_bytes=MIN_OBJECT_STORE_BYTES, worker_soft_limit=7))
     yield ray
     ray.shutdown()
 

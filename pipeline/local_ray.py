@@ -1,0 +1,93 @@
+"""Start or join the Ray a run uses; an embedded Ray is sized from the run's plan before it starts.
+
+Ray's defaults suit a long-lived shared cluster, not one job on one machine, and two of them make a
+local run's memory grow with the manifest's length (measured in bench/scale_bench.py, see
+docs/scaling.md, "Flat memory"):
+
+* The object store reserves 30 % of RAM. Ray Data keeps at most the plan's in-flight budget there
+  (pipeline.resources), but the store's allocator spreads successive blocks over the whole
+  reservation, so every process that maps a block touches more distinct shared pages the longer
+  the run goes (the method actor 10 → 33 MiB over a 100k-row run, still growing). A store a few
+  times the budget is reused instead.
+* Idle workers above `num_workers_soft_limit` (default: the CPU count) are killed after 1 s. Ray
+  Data's own actors and the method actor count towards that limit, so on a small machine the task
+  workers were killed whenever the method was the bottleneck and started again (a Python process
+  importing the stages, about 1 CPU-second) a moment later: how many were alive at the peak
+  depended on chance, so longer runs saw one or two more. The limit now covers every worker the
+  plan can keep busy at once.
+
+A cluster given with `--address` keeps its own settings (ray_cluster.yaml).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from pipeline.resources import ResourcePlan
+
+# Ray Data 2.60 runs three actors of its own beside a job's: _StatsActor, _AutoscalingCoordinatorActor
+# and ActorLocationTracker (counted in the scale benchmark's process list).
+RAY_DATA_SERVICE_ACTORS = 3
+# The object store holds the in-flight blocks plus the driver's prefetched result batches; twice the
+# budget leaves room for both and for the allocator's fragmentation, and never less than 512 MiB.
+STORE_PER_INFLIGHT_BYTE = 2
+MIN_OBJECT_STORE_BYTES = 512 * 1024 * 1024
+RAY_DEFAULT_STORE_SHARE = 0.3  # Ray's own default: 30 % of RAM; ours is never larger
+RAY_INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+
+
+@dataclass(frozen=True)
+class LocalRay:
+    """How a run's embedded Ray is started; recorded in run.json."""
+
+    num_cpus: int
+    num_gpus: int
+    object_store_bytes: int
+    worker_soft_limit: int  # Ray's num_workers_soft_limit: idle workers up to this many are kept
+
+
+def local_resources(num_cpus: int | None) -> tuple[int, int]:
+    """CPUs and GPUs an embedded Ray on this machine would report: `num_cpus` or Ray's own count
+    (which honours container CPU quotas), and the GPUs torch sees (CUDA_VISIBLE_DEVICES applies)."""
+    if num_cpus is None:
+        try:
+            from ray._private.utils import get_num_cpus  # the count ray.init would use
+            num_cpus = int(get_num_cpus())
+        except (ImportError, AttributeError):  # a Ray without it: plain affinity
+            num_cpus = len(os.sched_getaffinity(0))
+    import torch
+    return max(1, num_cpus), torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def concurrent_workers(plan: ResourcePlan, num_cpus: float) -> int:
+    """Processes the plan keeps busy at once: the method actors and as many CPU tasks as the CPUs
+    left beside them hold."""
+    task_slots = max(1, math.floor((num_cpus - plan.actors * plan.actor_cpus) / plan.task_cpus + 1e-9))
+    return plan.actors + task_slots
+
+
+def size_local_ray(plan: ResourcePlan, num_cpus: int, num_gpus: int, memory_bytes: int | None = None) -> LocalRay:
+    """An embedded Ray for this plan: a store of twice the in-flight budget (at least 512 MiB, at
+    most Ray's default share of RAM) and every worker the plan can use kept alive."""
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    store = max(MIN_OBJECT_STORE_BYTES, STORE_PER_INFLIGHT_BYTE * plan.inflight_bytes)
+    store = min(store, max(MIN_OBJECT_STORE_BYTES, int(RAY_DEFAULT_STORE_SHARE * memory_bytes)))
+    return LocalRay(num_cpus=num_cpus, num_gpus=num_gpus, object_store_bytes=store,
+                    worker_soft_limit=concurrent_workers(plan, num_cpus) + RAY_DATA_SERVICE_ACTORS)
+
+
+def start_local_ray(local: LocalRay) -> None:
+    """A fresh embedded Ray ("local" never joins a stale cluster named in /tmp/ray)."""
+    import ray
+
+    ray.init(address="local", num_cpus=local.num_cpus, num_gpus=local.num_gpus,
+             object_store_memory=local.object_store_bytes,
+             _system_config={"num_workers_soft_limit": local.worker_soft_limit}, **RAY_INIT_OPTIONS)
+
+
+def join_ray(address: str) -> None:
+    import ray
+
+    ray.init(address=address, **RAY_INIT_OPTIONS)
