@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -7,7 +10,7 @@ from stages.batch import EMPTY_IMAGE, to_column
 from stages.fusion import fuse_batch, paste_fuse
 from stages.load import LoadConfig, load_batch
 from stages.metrics import l1, psnr, psnr_hole, score_batch, ssim
-from tests.helpers import disk_mask, save_png
+from tests.helpers import REPO, disk_mask, save_png
 
 
 def _manifest_batch(rows):
@@ -50,6 +53,19 @@ def test_paste_keeps_known_pixels_bit_identical(rng):
     hole = disk_mask(20) > 0
     fused = paste_fuse(image, generated, hole)
     assert np.array_equal(fused[~hole], image[~hole]) and np.array_equal(fused[hole], generated[hole])
+
+
+def test_paste_runs_never_load_the_poisson_solver():
+    """Every Ray task worker runs the fuse stage; on paste runs it must not carry numba (+27 MiB)."""
+    code = ("import sys, numpy as np; from stages.fusion import fuse_batch; from stages.batch import to_column; "
+            "z = np.zeros((4, 4, 3), np.uint8); h = np.ones((4, 4), np.uint8); "
+            "b = {'status': to_column(['ok']), 'error': to_column([None]), 'image': to_column([z]), "
+            "'hole': to_column([h]), 'generated': to_column([z])}; "
+            "assert fuse_batch(b, 'paste')['status'][0] == 'ok'; "
+            "assert 'numba' not in sys.modules and 'stages.fusion.poisson' not in sys.modules; "
+            "from stages.fusion import poisson_fuse; assert 'numba' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("fusion", ["paste", "poisson"])
