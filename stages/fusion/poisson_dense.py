@@ -148,10 +148,12 @@ def _restrict_row(res, bc, yf, hf, wf, lo, hi, crow, tmp):  # pragma: no cover -
     half = np.float32(0.5)
     for c in range(nc):
         rc = res[c]
-        rl = rc[f0 - 1:f1 + 1]  # fine columns f0 - 1 .. f1
+        rm, rl, rr = rc[f0:f1], rc[f0 - 1:f1 - 1], rc[f0 + 1:f1 + 1]
+        for k in range(f1 - f0):  # horizontal hat at full resolution (vectorises) ...
+            tmp[k] = rm[k] + half * (rl[k] + rr[k])
         row = crow[c]
-        for xc in range(c1 - c0):  # horizontal hat at the even columns (stride-2 loads)
-            row[xc] = rl[2 * xc + 1] + half * (rl[2 * xc] + rl[2 * xc + 2])
+        for xc in range(c1 - c0):  # ... then every other column
+            row[xc] = tmp[2 * xc]
         if wf % 2 == 0 and c1 == wc:  # odd last column: one parent, full weight
             row[wc - 1 - c0] += half * rc[wf]
     yc = yf >> 1
