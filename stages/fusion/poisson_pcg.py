@@ -384,7 +384,9 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
     the stop rule is proven.  float32 cannot push the residual much below
     1e-6 of its start, hence rounds.  The bound plane v takes part until its
     own certificate m is good (normally after the first round).
-    Returns the planar float64 solution [3, Hp, Wp] and whether it is certified.
+    Returns the planar float64 solution [3, Hp, Wp] and whether it is certified;
+    the solution planes are this thread's work arrays (poisson_work): valid until
+    the thread's next solve.
     """
     lv = DenseLevels(hier)
     arrays = work_arrays()
@@ -426,7 +428,8 @@ def solve_direct(fine: Level, b: np.ndarray) -> np.ndarray:
 
 def solve(fine: Level, b: np.ndarray, max_error: float, smoother_only: bool = False) -> np.ndarray:
     """Solve A x = b (planes [4, Hp, Wp], the last all ones on the unknowns) with a proven
-    max error bound; returns the solution planes [3, Hp, Wp] (float64).
+    max error bound; returns the solution planes [3, Hp, Wp] (float64; from the
+    iterative path they are this thread's work arrays, valid until its next solve).
 
     smoother_only: precondition with red-black Gauss-Seidel alone (no coarse
     levels), for holes whose every pixel is close to a known one (scattered
