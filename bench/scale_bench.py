@@ -8,12 +8,14 @@ each size runs `pipeline run --method telea` in a fresh embedded Ray in a child 
 RSS counts the object store's shared pages once per process that maps them, PSS splits them
 between those processes, so the PSS sum is the memory the job really holds.
 
-    .venv/bin/python bench/scale_bench.py [--rows 5000,100000] [--num-cpus 2] [--distinct 300]
+    .venv/bin/python bench/scale_bench.py [--rows 5000,100000] [--num-cpus 2] [--distinct 300] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,6 +198,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and outputs here")
     parser.add_argument("--detail", action="store_true", help="list every process at each run's PSS peak")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every size this many times (sizes alternate), then summarise the peaks")
     parser.add_argument("run_args", nargs="*", help="extra `pipeline run` options after --")
     args = parser.parse_args()
     if args.workdir is not None:
@@ -204,10 +208,13 @@ def main() -> None:
         root = Path(tmp)
         pairs = make_inputs(root / "inputs", args.distinct, args.size)
         table = []
-        for rows in [int(r) for r in args.rows.split(",")]:
-            manifest = root / f"m{rows}.parquet"
-            make_manifest(manifest, rows, pairs)
-            wall, peak, record = run_once(manifest, root / f"out{rows}", args.num_cpus, args.run_args)
+        sizes = [int(r) for r in args.rows.split(",")]
+        for rows in sizes:
+            make_manifest(root / f"m{rows}.parquet", rows, pairs)
+        for attempt, rows in ((a, r) for a in range(args.repeat) for r in sizes):
+            out = root / f"out{rows}-{attempt}"
+            wall, peak, record = run_once(root / f"m{rows}.parquet", out, args.num_cpus, args.run_args)
+            shutil.rmtree(out)
             results = record["results"]
             assert results == {"rows_total": rows, "ok": rows, "error": 0}, results
             table.append((rows, wall, record["this_run"]["seconds"], record["this_run"]["images_per_second"],
@@ -234,6 +241,15 @@ def main() -> None:
                  for n in roles]
         print(f"| {rows} | " + " | ".join(cells) + " |")
 
+    if args.repeat > 1:
+        print(f"\npeak tree PSS MiB over {args.repeat} runs of each size: median (min-max); peak driver RSS MiB: median\n")
+        print("| rows | peak tree PSS MiB | peak driver RSS MiB |")
+        print("|---:|---:|---:|")
+        for rows in sizes:
+            peaks = [row[4] for row in table if row[0] == rows]
+            pss = [p.tree_pss / MIB for p in peaks]
+            print(f"| {rows} | {statistics.median(pss):.0f} ({min(pss):.0f}-{max(pss):.0f}) | "
+                  f"{statistics.median(p.driver_rss / MIB for p in peaks):.0f} |")
     if args.detail:
         for rows, *_, peak, _ in table:
             print(f"\nprocesses at the {rows}-row run's PSS peak (MiB): "

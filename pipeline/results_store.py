@@ -124,7 +124,7 @@ class ResultsStore:
         old = self.parts()
         if not old:
             return None
-        selection = self._selection([pq.read_table(p, columns=list(KEYS)) for p in old])
+        selection = self._selection([pq.read_table(p, columns=list(KEYS), use_threads=False) for p in old])
         summary_columns = [*KEYS, schema.STATUS]
         if len(old) == 1 and np.array_equal(selection["_index"].to_numpy(), np.arange(len(selection))):
             return pq.read_table(old[0], columns=summary_columns)  # already one part in order
@@ -146,7 +146,7 @@ class ResultsStore:
                     wanted = index[where]
                     starts = group_starts[number]
                     groups = np.unique(np.searchsorted(starts, wanted, side="right") - 1)
-                    rows = pq.ParquetFile(old[number]).read_row_groups(groups.tolist())
+                    rows = pq.ParquetFile(old[number]).read_row_groups(groups.tolist(), use_threads=False)
                     base = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
                     pieces.append(_conform(rows.take(pa.array(np.searchsorted(base, wanted))), target))
                     order.append(where)

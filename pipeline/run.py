@@ -1,7 +1,6 @@
 """`pipeline run`: validate, resume, start or join Ray, stream results to Parquet, write run.json."""
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import fcntl
 import json
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 from manifests import schema
 from manifests.io import manifest_columns
 from manifests.validate import check_columns
+from pipeline.allocators import return_freed_memory
 from pipeline.config import RunConfig
 from pipeline.local_ray import LocalRay, join_ray, local_resources, size_local_ray, start_local_ray
 from pipeline.outputs import IMAGES_SUBDIR, storage_failure, storage_reason, write_atomic
@@ -148,32 +148,9 @@ def _versions() -> dict[str, str]:
             "opencv": cv2.__version__}
 
 
-# glibc's mallopt parameter for the size above which allocations get their own mapping.
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 64 * 1024
-
-
-def _return_freed_memory() -> None:
-    """Freed bulk buffers of the driver go back to the system, so its size does not track the
-    manifest's length.
-
-    The driver's Arrow memory comes from the system allocator, not pyarrow's default (mimalloc),
-    which keeps what it freed for reuse; and glibc hands buffers above 64 KiB their own mapping,
-    returned when freed, instead of raising that threshold as it goes (its default) and keeping
-    them in its heap. Measured on reading and validating a 200,000-row manifest, nothing held
-    afterwards: +116 MiB on the driver before, see docs/scaling.md for after. The driver's Arrow
-    work is bookkeeping, so the faster allocators buy nothing there; Ray's workers keep theirs.
-    """
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):  # not glibc: its own allocator's policy stands
-        pass
-
-
 def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrite: bool = False) -> RunSummary:
     """Run the whole job; per-row problems become error rows, never exceptions."""
-    _return_freed_memory()
+    return_freed_memory()  # the driver's size must not track the manifest's length
     method_cls = get_method(config.method)
     method_config = build_config(method_cls, {k: str(v) for k, v in config.method_options.items()})
     missing = method_cls.missing_weights(method_config)

@@ -49,3 +49,16 @@ def test_local_resources_take_the_given_cpus_and_count_them_otherwise():
 def test_the_embedded_ray_of_the_tests_got_its_store(ray_local):
     """conftest starts its Ray through start_local_ray: the store Ray reports is the one we asked for."""
     assert ray_local.cluster_resources()["object_store_memory"] == pytest.approx(MIN_OBJECT_STORE_BYTES, rel=0.01)
+
+
+@pytest.mark.slow
+def test_the_embedded_rays_workers_return_freed_buffers(ray_local):
+    """Workers start with Arrow's system pool and glibc's fixed mmap threshold (pipeline.allocators)."""
+    @ray_local.remote(num_cpus=0.5)
+    def allocator() -> tuple[str, str | None]:
+        import os
+
+        import pyarrow as pa
+        return pa.default_memory_pool().backend_name, os.environ.get("MALLOC_MMAP_THRESHOLD_")
+
+    assert ray_local.get(allocator.remote()) == ("system", str(64 * 1024))

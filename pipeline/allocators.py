@@ -1,0 +1,30 @@
+"""Allocator settings that give freed bulk buffers back to the system, for the driver and Ray's workers.
+
+pyarrow's default pool (mimalloc) keeps what it freed for reuse, and glibc raises its mmap threshold
+as a process frees large blocks, after which buffers of that size stay in its heap. In a long run
+both make a process's size follow how much it has handled, not what it holds: the driver +116 MiB
+after reading and validating a 200,000-row manifest, task workers climbing for the first half-minute
+of every run (docs/scaling.md). With Arrow's system pool and a fixed 64 KiB threshold every buffer
+above 64 KiB gets its own mapping and is unmapped on free. The work in these processes is bookkeeping
+and block conversion, so the faster allocators bought nothing measurable (bench/scale_bench.py).
+"""
+from __future__ import annotations
+
+import ctypes
+
+import pyarrow as pa
+
+MMAP_THRESHOLD_BYTES = 64 * 1024
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter for the size above which allocations get their own mapping
+
+# The same settings for a process that has not started yet, read by pyarrow and glibc at start-up.
+WORKER_ALLOCATOR_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES)}
+
+
+def return_freed_memory() -> None:
+    """This process (the driver) from now on: Arrow's system pool, glibc's fixed mmap threshold."""
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc: its own allocator's policy stands
+        pass
