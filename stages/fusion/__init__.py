@@ -56,6 +56,10 @@ def fuse_batch(batch: Batch, fusion: str = "paste") -> Batch:
                 statuses[i], errors[i] = "error", f"fuse ({fusion}): {type(exc).__name__}: {exc}"
         results.append(result)
         timings.append(time.perf_counter() - start)
+    if fusion == "poisson":
+        # Reused between the batch's images; not kept by an idle task worker (≤ 160 MiB a thread).
+        from stages.fusion.poisson_work import release_work_arrays
+        release_work_arrays()
     fused = {k: v for k, v in batch.items() if k != "generated"}
     fused.update(result=to_column(results), t_fuse=to_column(timings),
                   status=to_column(statuses), error=to_column(errors))

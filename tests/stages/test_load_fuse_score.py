@@ -80,6 +80,9 @@ def test_fuse_batch_passes_error_rows_and_checks_shapes(rng, fusion):
     assert list(out["status"]) == ["ok", "error", "error"] and "generated" not in out
     assert out["error"][1] == "load: x" and "shape" in out["error"][2]
     assert np.array_equal(out["result"][0][hole == 0], image[hole == 0])
+    if fusion == "poisson":  # the solver's work arrays do not outlive the batch in a task worker
+        from stages.fusion.poisson_work import work_arrays
+        assert work_arrays().kept_bytes == 0
 
 
 def test_metrics_equal_scikit_image_on_real_faces(faces256, rng):
