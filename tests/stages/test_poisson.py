@@ -383,3 +383,46 @@ def test_galerkin9_interior_shortcut_equals_the_full_product() -> None:
         np.testing.assert_array_equal(fast, gmg.galerkin9(*args, empty, empty))
         shortcuts += int((fast[:, cidx] == stencil[:, None]).all(axis=0).sum())
     assert shortcuts > 100
+
+
+def test_loose_bound_plane_still_bounds_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound plane v stops at the loose goal max|1 - A v| <= BOUND_RESIDUAL: the
+    certificate max|r| max(v) / m (m from the float64 A v) must still bound the true error,
+    the iteration must certify without the direct fallback, and only v leaves the passes
+    early (a colour plane dropped at its goal would start the next round worse)."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_pcg as pcg
+
+    certificates, planes = [], []
+    real_certified, real_step = pcg.certified, dense.step_presmooth_restrict
+
+    def record_certified(rmax, vmax, m, max_error):
+        certificates.append((float(rmax.max()), vmax, m))
+        return real_certified(rmax, vmax, m, max_error)
+
+    def record_step(r, *args):
+        planes.append(r.shape[0])
+        return real_step(r, *args)
+
+    def no_fallback(*args):
+        raise AssertionError("direct fallback used")
+
+    monkeypatch.setattr(pcg, "certified", record_certified)
+    monkeypatch.setattr(pcg.dn, "step_presmooth_restrict", record_step)
+    monkeypatch.setattr(pcg, "solve_direct", no_fallback)
+    rng = np.random.default_rng(15)
+    image, generated, _ = random_case(rng, 120, 110, 0.0)
+    generated[..., 2] = image[..., 2] // 2 + 60  # blue meets its goal before the others
+    hole = np.zeros((120, 110), bool)
+    hole[6:110, 10:100] = True
+    hole[50:60, 30:80] = False  # two lobes joined at the sides
+    hole[rng.random(hole.shape) < 0.01] = False
+    error = np.abs(poisson_fuse_float(image, generated, hole)
+                   - exact_solution(image, generated, hole)).max()
+    rmax, vmax, m = certificates[-1]
+    assert 0.0 < m and rmax * vmax / m <= MAX_ERROR
+    assert error <= rmax * vmax / m
+    assert len(certificates) >= 2  # round 1 did not certify: the round-2 goal used m
+    first_round = planes[:planes.index(3)]
+    assert first_round and set(first_round) == {4}
+    assert set(planes[len(first_round):]) == {3}  # the colour planes stay together
