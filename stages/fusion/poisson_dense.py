@@ -653,7 +653,7 @@ def build_fine_into(hole, image, generated, y0, x0, h, w, planes, b):  # pragma:
     every point of both is written (their old contents do not matter).
     """
     nc = image.shape[2]
-    hp, wp = h + 2, w + 2
+    wp = w + 2
     _zero_frame(planes)
     _zero_frame(b)
     d, we, ws, inv, mask = planes[0], planes[1], planes[2], planes[3], planes[4]

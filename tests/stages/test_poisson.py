@@ -189,8 +189,8 @@ def test_hole_depth_is_the_city_block_distance_to_known_pixels() -> None:
     assert hole_depth(edge, 0, 0, 5, 5, 10) == 2
 
 
-def _hierarchy_for(hole: np.ndarray):
-    """Dense levels of the multigrid hierarchy for a hole covering the whole crop."""
+def _hierarchy(hole: np.ndarray):
+    """The multigrid hierarchy for a hole covering the whole crop."""
     from stages.fusion import poisson_dense as dense
     from stages.fusion import poisson_pcg as pcg
 
@@ -199,8 +199,14 @@ def _hierarchy_for(hole: np.ndarray):
     idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
     coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
-    hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
-    return pcg.DenseLevels(hier)
+    return pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
+
+
+def _hierarchy_for(hole: np.ndarray):
+    """Dense levels of the multigrid hierarchy for a hole covering the whole crop."""
+    from stages.fusion import poisson_pcg as pcg
+
+    return pcg.DenseLevels(_hierarchy(hole))
 
 
 def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
@@ -331,18 +337,12 @@ def test_coarse_operators_are_exactly_symmetric() -> None:
     """The coarse kernels read slots 0..3 of a point as slots 8..5 of its neighbours
     (half_stencil), which needs a_s(p) == a_(8-s)(p + offset_s) bit for bit."""
     from stages.fusion import poisson_dense as dense
-    from stages.fusion import poisson_pcg as pcg
 
     rng = np.random.default_rng(13)
     hole = np.ones((45, 38), bool)
     hole[rng.random(hole.shape) < 0.1] = False
     hole[:3, :] = False
-    h, w = hole.shape
-    image = np.zeros((h, w, 3), np.uint8)
-    idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
-    d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
-    hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
+    hier = _hierarchy(hole)
     assert len(hier.coarse) >= 2
     for lev in hier.coarse:
         a = lev.a
@@ -356,7 +356,6 @@ def test_coarse_operators_are_exactly_symmetric() -> None:
 def test_galerkin9_interior_shortcut_equals_the_full_product() -> None:
     """Deeper levels take a constant stencil where the 5x5 block below is all the previous
     level's interior stencil: it must equal the full P^T A P, for every level."""
-    from stages.fusion import poisson_dense as dense
     from stages.fusion import poisson_gmg as gmg
     from stages.fusion import poisson_pcg as pcg
 
@@ -365,12 +364,7 @@ def test_galerkin9_interior_shortcut_equals_the_full_product() -> None:
     hole[4:140, 3:137] = True  # a large interior, so every level has interior points
     hole[rng.random(hole.shape) < 0.002] = False
     hole[:, :6] = True  # touches the image edge
-    h, w = hole.shape
-    image = np.zeros((h, w, 3), np.uint8)
-    idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
-    d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
-    hier = pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
+    hier = _hierarchy(hole)
     assert len(hier.coarse) >= 3
     empty = np.zeros(0, np.float32)
     shortcuts = 0
