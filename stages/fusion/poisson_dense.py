@@ -692,30 +692,6 @@ def build_fine_into(hole, image, generated, y0, x0, h, w, planes, b):  # pragma:
 
 
 @nb.njit(**_JIT)
-def split_isolated(idx, wp, we, ws):  # pragma: no cover - jit
-    """(coupled, isolated) unknowns; isolated ones have no unknown neighbour.
-
-    An isolated pixel's equation is d_p h_p = b_p, so it is solved exactly
-    and kept out of the iteration (41 % of a 20 % random-pixel hole).
-    """
-    n = idx.shape[0]
-    iso = np.empty(n, np.int64)
-    rest = np.empty(n, np.int64)
-    i = 0
-    j = 0
-    for k in range(n):  # branch-free: scattered masks would mispredict every other pixel
-        p = idx[k]
-        alone = np.int64(we[p] + we[p - 1] + ws[p] + ws[p - wp] == 0.0)
-        iso[i] = p
-        rest[j] = p
-        i += alone
-        j += 1 - alone
-    iso = iso[:i].copy()
-    rest = rest[:j].copy()
-    return rest, iso
-
-
-@nb.njit(**_JIT)
 def scatter_result(hole, y0, x0, h_planes, generated, out, as_float,
                    ext):  # pragma: no cover - jit
     """out[hole] = generated + h inside the crop at (y0, x0) (h planes are padded by one pixel;
@@ -833,9 +809,10 @@ def split_unknowns(mask, we, ws, ext, rest, iso):  # pragma: no cover - jit
     """(coupled, isolated) padded flat positions of the unknowns in raster order, as views
     of rest and iso (int64 buffers of at least count_unknowns + 1 entries).
 
-    split_isolated's split read straight off the planes in one branch-free pass
-    (scattered masks would mispredict every other pixel): isolated unknowns
-    have no unknown neighbour, so d_p h_p = b_p solves them exactly.
+    One branch-free pass over the planes (scattered masks would mispredict every
+    other pixel): isolated unknowns have no unknown neighbour, so d_p h_p = b_p
+    solves them exactly and they are kept out of the iteration (41 % of a 20 %
+    random-pixel hole).
     """
     hp, wp = mask.shape
     i = 0
@@ -852,6 +829,13 @@ def split_unknowns(mask, we, ws, ext, rest, iso):  # pragma: no cover - jit
             i += unknown * alone
             j += unknown * (1 - alone)
     return rest[:j], iso[:i]
+
+
+def split_isolated(mask, we, ws):
+    """split_unknowns on fresh buffers: (coupled, isolated) for planes [Hp, Wp]."""
+    ext = row_extents(mask)
+    n = count_unknowns(mask, ext) + 1
+    return split_unknowns(mask, we, ws, ext, np.empty(n, np.int64), np.empty(n, np.int64))
 
 
 def parity_rows(wp: int) -> np.ndarray:

@@ -196,9 +196,9 @@ def _hierarchy(hole: np.ndarray):
 
     h, w = hole.shape
     image = np.zeros((h, w, 3), np.uint8)
-    idx, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
+    _, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, _ = dense.split_isolated(idx, w + 2, we, ws)
+    coupled, _ = dense.split_isolated(dense32[4], dense32[1], dense32[2])
     return pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
 
 
