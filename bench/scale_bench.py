@@ -103,29 +103,23 @@ class Peak:
     at_peak: list[tuple[str, int]] = field(default_factory=list)  # (process title, PSS) at the PSS peak
 
 
-def role(proc: psutil.Process, driver: int) -> str:
-    """Which part of the job a process is: the driver, Ray's GCS, raylet, its other daemons, or a
-    worker (task or actor process), so the table shows where memory grows."""
+def role(proc: psutil.Process, driver: int) -> tuple[str, str]:
+    """Which part of the job a process is (the driver, Ray's GCS, raylet, its other daemons, or a
+    worker: task or actor process), so the table shows where memory grows; and its title for the
+    process list (a worker's Ray title such as `ray::IDLE` or `ray::MapWorker(...)`, else the role)."""
     if proc.pid == driver:
-        return "driver"
+        return "driver", "driver"
     try:
-        command = " ".join(proc.cmdline())
+        command = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return "other"
+        return "other", "other"
+    joined = " ".join(command)
     for name in ("gcs_server", "raylet"):
-        if name in command:
-            return name
-    return "worker" if command.startswith("ray::") or "default_worker.py" in command else "ray daemons"
-
-
-def title(proc: psutil.Process, role_name: str) -> str:
-    """A worker's Ray process title (`ray::IDLE`, `ray::MapWorker(...)`, a task's operator), else its role."""
-    if role_name != "worker":
-        return role_name
-    try:
-        return proc.cmdline()[0][:60]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
-        return role_name
+        if name in joined:
+            return name, name
+    if joined.startswith("ray::") or "default_worker.py" in joined:
+        return "worker", command[0][:60]
+    return "ray daemons", "ray daemons"
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:
@@ -151,8 +145,8 @@ def sample(pid: int, peak: Peak, stop: threading.Event, every: float = 0.5) -> N
                 continue
             rss += info.rss
             pss += info.pss
-            name = role(proc, pid)
-            titles.append((title(proc, name), info.pss))
+            name, title = role(proc, pid)
+            titles.append((title, info.pss))
             by_role[name] = by_role.get(name, 0) + info.pss
             count[name] = count.get(name, 0) + 1
             peak.largest[name] = max(peak.largest.get(name, 0), info.pss)
@@ -231,8 +225,7 @@ def main() -> None:
               f"{peak.tree_rss / MIB:.0f} | {peak.tree_pss / MIB:.0f} | {peak.processes} | {peak.samples} |")
     roles = sorted({name for row in table for name in row[4].roles})
     print("\npeak PSS MiB per process role: sum over the role's processes (largest sample) / its largest "
-          "process / most processes at once. Ray starts more task workers when CPU frees up (the\n"
-          "actor's last batches), so the sum depends on how many it started; the largest process shows "
+          "process / most processes at once; the largest process shows\n"
           "whether any one of them grows with the manifest.\n")
     print("| rows | " + " | ".join(roles) + " |")
     print("|---:|" + "---:|" * len(roles))

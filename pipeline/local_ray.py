@@ -1,8 +1,8 @@
 """Start or join the Ray a run uses; an embedded Ray is sized from the run's plan before it starts.
 
-Ray's defaults suit a long-lived shared cluster, not one job on one machine, and two of them make a
-local run's memory grow with the manifest's length (measured in bench/scale_bench.py, see
-docs/scaling.md, "Flat memory"):
+Ray's defaults suit a long-lived shared cluster, not one job on one machine, and three of them made
+a local run's memory grow with the run's length (measured with bench/scale_bench.py, see
+docs/scaling.md, "Streaming, and what still grows with the manifest"):
 
 * The object store reserves 30 % of RAM. Ray Data keeps at most the plan's in-flight budget there
   (pipeline.resources), but the store's allocator spreads successive blocks over the whole
@@ -15,12 +15,11 @@ docs/scaling.md, "Flat memory"):
   importing the stages, about 1 CPU-second) a moment later: how many were alive at the peak
   depended on chance, so longer runs saw one or two more. The limit now covers every worker the
   plan can keep busy at once.
-
 * Ray's workers keep Arrow's default allocator (mimalloc) and glibc's growing mmap threshold, which
   hold on to what they freed: each task worker's heap kept climbing for the first half-minute of
-  a run. They get the driver's settings (pipeline.allocators) through the environment the raylet starts them with:
-  Arrow's system pool and a fixed 64 KiB mmap threshold, so freed block buffers go back to the
-  system (task workers 159-162 → 139-143 MiB at the peak of a 100k-row run).
+  a run. They get the driver's settings (pipeline.allocators) through the environment the raylet
+  starts them with: Arrow's system pool and a fixed 64 KiB mmap threshold, so freed block buffers
+  go back to the system (task workers 159-162 → 139-143 MiB at the peak of a 100k-row run).
 
 A cluster given with `--address` keeps its own settings (ray_cluster.yaml).
 """
