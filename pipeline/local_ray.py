@@ -1,6 +1,6 @@
 """Start or join the Ray a run uses; an embedded Ray is sized from the run's plan before it starts.
 
-Ray's defaults suit a long-lived shared cluster, not one job on one machine, and three of them made
+Ray's defaults suit a long-lived shared cluster, not one job on one machine, and four of them made
 a local run's memory grow with the run's length (measured with bench/scale_bench.py, see
 docs/scaling.md, "Streaming, and what still grows with the manifest"):
 
@@ -20,6 +20,10 @@ docs/scaling.md, "Streaming, and what still grows with the manifest"):
   a run. They get the driver's settings (pipeline.allocators) through the environment the raylet
   starts them with: Arrow's system pool and a fixed 64 KiB mmap threshold, so freed block buffers
   go back to the system (task workers 159-162 → 139-143 MiB at the peak of a 100k-row run).
+* Every process reports each task's state changes to the GCS, which keeps them for the dashboard
+  and `ray list tasks` (up to 100,000 tasks, a few hundred bytes each). An embedded run starts no
+  dashboard and nobody can list its tasks, yet the GCS grew all run long (+6 MiB over 100k rows,
+  and a job of millions of rows would fill the 100,000): task events are off.
 
 A cluster given with `--address` keeps its own settings (ray_cluster.yaml).
 """
@@ -43,6 +47,8 @@ STORE_PER_INFLIGHT_BYTE = 2
 MIN_OBJECT_STORE_BYTES = 512 * 1024 * 1024
 RAY_DEFAULT_STORE_SHARE = 0.3  # Ray's own default: 30 % of RAM; ours is never larger
 RAY_INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+# Ray settings every embedded run gets: no task state events (0 turns their recording off).
+EMBEDDED_SYSTEM_CONFIG = {"task_events_report_interval_ms": 0}
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ def start_local_ray(local: LocalRay) -> None:
     with _environment(WORKER_ALLOCATOR_ENV):  # inherited by the raylet, hence by every worker it starts
         ray.init(address="local", num_cpus=local.num_cpus, num_gpus=local.num_gpus,
                  object_store_memory=local.object_store_bytes,
-                 _system_config={"num_workers_soft_limit": local.worker_soft_limit}, **RAY_INIT_OPTIONS)
+                 _system_config={**EMBEDDED_SYSTEM_CONFIG, "num_workers_soft_limit": local.worker_soft_limit},
+                 **RAY_INIT_OPTIONS)
 
 
 @contextmanager

@@ -55,10 +55,17 @@ def test_the_embedded_ray_of_the_tests_got_its_store(ray_local):
 def test_the_embedded_rays_workers_return_freed_buffers(ray_local):
     """Workers start with Arrow's system pool and glibc's fixed mmap threshold (pipeline.allocators)."""
     @ray_local.remote(num_cpus=0.5)
-    def allocator() -> tuple[str, str | None]:
+    def allocator() -> tuple[str, str | None, str | None]:
         import os
 
         import pyarrow as pa
-        return pa.default_memory_pool().backend_name, os.environ.get("MALLOC_MMAP_THRESHOLD_")
+        return (pa.default_memory_pool().backend_name, os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                os.environ.get("MALLOC_ARENA_MAX"))
 
-    assert ray_local.get(allocator.remote()) == ("system", str(64 * 1024))
+    assert ray_local.get(allocator.remote()) == ("system", str(64 * 1024), "2")
+
+
+@pytest.mark.slow
+def test_the_embedded_ray_records_no_task_events(ray_local):
+    """The GCS keeps no task state events (Ray refuses settings it does not know, so this one took)."""
+    assert ray_local._private.worker._global_node._config["task_events_report_interval_ms"] == 0
