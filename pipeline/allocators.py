@@ -38,3 +38,13 @@ def return_freed_memory() -> None:
         libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
     except (OSError, AttributeError):  # not glibc: its own allocator's policy stands
         pass
+
+
+def trim_heap() -> None:
+    """Give the free pages inside glibc's heaps back to the system (malloc_trim): what a results
+    part's conversion freed would otherwise stay in this process until reused (the driver, −3 to
+    −6 MiB over a 100k-row run). A few milliseconds, once per results part."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

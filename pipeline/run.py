@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from manifests import schema
 from manifests.io import manifest_columns
 from manifests.validate import check_columns
-from pipeline.allocators import return_freed_memory
+from pipeline.allocators import return_freed_memory, trim_heap
 from pipeline.config import RunConfig
 from pipeline.local_ray import LocalRay, join_ray, local_resources, size_local_ray, start_local_ray
 from pipeline.outputs import IMAGES_SUBDIR, storage_failure, storage_reason, write_atomic
@@ -251,6 +251,7 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                 with _writing(store.folder):
                     store.append(pa.concat_tables(pending))
                 pending.clear()
+                trim_heap()
             last_flush = time.perf_counter()
 
         for batch in _batches_until_ray_gives_up(ds, flush):

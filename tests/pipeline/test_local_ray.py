@@ -18,7 +18,7 @@ def test_a_two_core_plan_keeps_the_actor_and_three_task_workers():
     assert concurrent_workers(plan, 2) == 1 + 3  # 1.5 CPUs left beside the actor: three half-CPU tasks
     local = size_local_ray(plan, 2, 0, memory_bytes=24 * GIB)
     assert local.worker_soft_limit == 4 + RAY_DATA_SERVICE_ACTORS
-    assert local.object_store_bytes == MIN_OBJECT_STORE_BYTES  # a 64 MiB budget: the floor, not 7 GiB
+    assert local.object_store_bytes == MIN_OBJECT_STORE_BYTES  # a 32 MiB budget: the store's floor, not 7 GiB
 
 
 def test_gpu_node_plan_counts_its_actors_and_whole_cpu_tasks():
