@@ -34,6 +34,16 @@ def atomic_target(path: Path) -> Iterator[Path]:
         raise
 
 
+def remove_interrupted_writes(folder: Path) -> int:
+    """Delete the temp files of writes a killed run never finished (`atomic_target`'s names), so a
+    resumed run leaves only whole files; only under the run's lock, when no writer can be alive."""
+    removed = 0
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (see `atomic_target`)."""
     with atomic_target(path) as tmp:

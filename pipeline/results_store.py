@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import schema
-from pipeline.outputs import atomic_target
+from pipeline.outputs import atomic_target, remove_interrupted_writes
 
 _PART = re.compile(r"^part-(\d{5})-(\d{5})\.parquet$")
 _SUPERSEDES = b"facefill.supersedes"
@@ -63,8 +63,7 @@ class ResultsStore:
 
     def recover(self) -> None:
         """Finish what a crash interrupted: drop temp files and parts a consolidation superseded."""
-        for tmp in self.folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        remove_interrupted_writes(self.folder)
         for part in self.parts():
             metadata = pq.read_schema(part).metadata or {}
             for name in json.loads(metadata.get(_SUPERSEDES, b"[]")):

@@ -23,7 +23,7 @@ from manifests.validate import check_columns
 from pipeline.allocators import return_freed_memory, trim_heap
 from pipeline.config import RunConfig
 from pipeline.local_ray import LocalRay, join_ray, local_resources, size_local_ray, start_local_ray
-from pipeline.outputs import IMAGES_SUBDIR, storage_failure, storage_reason, write_atomic
+from pipeline.outputs import IMAGES_SUBDIR, remove_interrupted_writes, storage_failure, storage_reason, write_atomic
 from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
 from pipeline.results_store import ResultsStore, write_parquet_atomic
 from pipeline.scoring import resolve_scoring
@@ -174,6 +174,7 @@ def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrit
         _check_writable(out / IMAGES_SUBDIR)
         store = ResultsStore(out / "results")
         store.recover()
+        remove_interrupted_writes(out / IMAGES_SUBDIR)  # a killed run's half-written images
         finished = _finished_ids(store.read(columns=[schema.ID, schema.STATUS, schema.OUTPUT, schema.CONFIG_HASH]),
                                   config.config_hash(), out)
         try:

@@ -134,6 +134,8 @@ def test_killed_run_resumes_exactly_once(tmp_path, bench_dev):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its embedded Ray, mid-run
     proc.wait()
+    # Whether the kill also cut an image write short is chance; one such write is planted for sure.
+    (out / "images" / ".planted.png.12345.tmp").write_bytes(b"half an image")
     partial = pq.read_table(results)
     assert 0 < len(set(partial["id"].to_pylist())) < n_rows, "the kill must land mid-run"
     resumed = _cli(*args)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from manifests.io import write_manifest
 from pipeline import results_store
 from pipeline.cli import app
-from pipeline.outputs import storage_failure, write_batch, write_error
+from pipeline.outputs import atomic_target, remove_interrupted_writes, storage_failure, write_batch, write_error
 from pipeline.results_store import write_parquet_atomic
 from stages.batch import to_column
 from tests.helpers import save_png
@@ -151,3 +151,18 @@ def test_null_strings_that_ray_hands_as_nan_float32_stay_null(tmp_path):
     table = _result_table(batch, RunConfig(manifest=tmp_path / "m", out=tmp_path), no_extras)
     assert table["error"].to_pylist() == [None, "write x.png: no space left on device"]
     assert table["warning"].to_pylist() == [None, None]
+
+
+def test_a_killed_writes_temp_file_is_removed_and_whole_files_stay(tmp_path):
+    """What a SIGKILL between writing and renaming leaves behind (atomic_target's temp file) goes;
+    finished images and other dot files (the run lock) stay."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "done.png").write_bytes(b"whole")
+    (tmp_path / ".lock").write_bytes(b"")
+    killed = atomic_target(images / "cut.png")  # entered, never left: what a SIGKILL mid-write leaves
+    killed.__enter__().write_bytes(b"half")
+    assert remove_interrupted_writes(images) == 1
+    assert [p.name for p in images.iterdir()] == ["done.png"]
+    assert remove_interrupted_writes(tmp_path) == 0 and (tmp_path / ".lock").exists()
+    del killed
