@@ -70,26 +70,6 @@ def _absmax_bits64(row):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _residual5_row(z, r, d, y, lo, hi, res):  # pragma: no cover - jit
-    """res[c] = (r - A z)[c, y] on [lo, hi), zero elsewhere (5-point level).
-
-    The unknown mask is min(d, 1) (d >= 1 on the unknowns, 0 elsewhere): computed,
-    not loaded, as the fine passes are bound by memory bandwidth.
-    """
-    nc, hp, wp = z.shape
-    dd, one = d[y, lo:hi], np.float32(1.0)
-    for c in range(nc):
-        out = res[c]
-        out[:lo] = 0.0
-        out[hi:] = 0.0
-        o, rr = out[lo:hi], r[c, y, lo:hi]
-        zm, zn, zs = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi]
-        for k in range(hi - lo):
-            o[k] = rr[k] - (dd[k] * zm[k + 1]
-                            - min(dd[k], one) * (zm[k + 2] + zm[k] + zs[k] + zn[k]))
-
-
-@nb.njit(**_JIT)
 def _gs5_row(z, r, d, inv, par, y, lo, hi, tmp):  # pragma: no cover - jit
     """One colour of row y: z += inv (r - A z) on the points where the parity pattern
     row par (1 on that colour, 0 on the other, from column lo on) is 1."""
@@ -105,18 +85,46 @@ def _gs5_row(z, r, d, inv, par, y, lo, hi, tmp):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _black_from_zero(z, r, inv, par, y, lo, hi, tmp):  # pragma: no cover - jit
-    """Black points of row y (zero so far) from their final red neighbours (par: the
-    black parity pattern, see _gs5_row)."""
-    nc, hp, wp = z.shape
-    iv, pt = inv[y, lo:hi], par[:hi - lo]
+def _black_from_red(z, r, inv, pb, y, lo, hi):  # pragma: no cover - jit
+    """Row y of z after a red-black sweep from zero, written whole in one loop: red
+    z = inv r, black z = inv (r + its four red neighbours); pb: the black parity
+    pattern (see _gs5_row).
+
+    The east and west red neighbours are taken as inv r of row y (r is zero on each
+    row's lo - 1 and hi, inv off the unknowns), so the loop never reads the row it
+    writes: no scratch row and no second loop, as an in-place colour update needs.
+    Rows y - 1 and y + 1 of z must hold their red values (read at the black points'
+    north and south, which are red).
+    """
+    nc = z.shape[0]
+    iv, pt = inv[y, lo - 1:hi + 1], pb[:hi - lo]
     for c in range(nc):
-        zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
-        for k in range(hi - lo):
-            tmp[k] = (iv[k] * pt[k]) * (rr[k] + zm[k + 2] + zm[k] + zs[k] + zn[k])
+        rr, zn, zs = r[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi]
         zo = z[c, y, lo:hi]
         for k in range(hi - lo):
-            zo[k] += tmp[k]
+            zo[k] = iv[k + 1] * (rr[k + 1] + pt[k] * (iv[k] * rr[k] + iv[k + 2] * rr[k + 2]
+                                                     + zn[k] + zs[k]))
+
+
+@nb.njit(**_JIT)
+def _red_residual_row(z, d, pr, y, lo, hi, res):  # pragma: no cover - jit
+    """res[c] = (r - A z)[c, y] on [lo, hi) for z from _black_from_red, zero on the
+    three points either side.
+
+    Black points were updated last, so their residual is zero; a red point's is
+    r - d (r / d) + the sum of its black neighbours, i.e. that sum: no r and no
+    centre term to load (pr: the red parity pattern; min(d, 1) the unknown mask).
+    """
+    nc = z.shape[0]
+    dd, pt, one = d[y, lo:hi], pr[:hi - lo], np.float32(1.0)
+    for c in range(nc):
+        out = res[c]
+        out[max(lo - 3, 0):lo] = 0.0  # what _restrict_red_row reads around the extent
+        out[hi:hi + 3] = 0.0
+        o = out[lo:hi]
+        zm, zn, zs = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi]
+        for k in range(hi - lo):
+            o[k] = (pt[k] * min(dd[k], one)) * (zm[k + 2] + zm[k] + zs[k] + zn[k])
 
 
 @nb.njit(**_JIT)
@@ -156,6 +164,42 @@ def _restrict_row(res, bc, yf, hf, wf, lo, hi, crow, tmp):  # pragma: no cover -
             row[xc] = tmp[2 * xc]
         if wf % 2 == 0 and c1 == wc:  # odd last column: one parent, full weight
             row[wc - 1 - c0] += half * rc[wf]
+    _add_coarse_row(bc, crow, yf, hf, c0, c1)
+
+
+@nb.njit(**_JIT)
+def _restrict_red_row(res, bc, yf, hf, wf, lo, hi, crow):  # pragma: no cover - jit
+    """_restrict_row for a residual row that is zero on its black points
+    (_red_residual_row), with no horizontal hat pass: the coarse-aligned columns
+    (even unpadded x) are red on even rows yf, so the hat there is the point's own
+    value, and black on odd rows, where it is half the sum of the two red
+    neighbours (the same arithmetic as the hat, which adds zeros)."""
+    if hi <= lo:
+        return
+    nc = res.shape[0]
+    wc = (wf + 1) // 2
+    c0, c1 = _coarse_span(lo, hi, wc)
+    f0, n = 2 * c0 + 1, c1 - c0
+    half = np.float32(0.5)
+    for c in range(nc):
+        rc, row = res[c], crow[c]
+        if yf & 1 == 0:
+            for xc in range(n):
+                row[xc] = rc[f0 + 2 * xc]
+        else:
+            for xc in range(n):
+                row[xc] = half * (rc[f0 + 2 * xc - 1] + rc[f0 + 2 * xc + 1])
+        if wf % 2 == 0 and c1 == wc:  # odd last column: one parent, full weight
+            row[wc - 1 - c0] += half * rc[wf]
+    _add_coarse_row(bc, crow, yf, hf, c0, c1)
+
+
+@nb.njit(**_JIT)
+def _add_coarse_row(bc, crow, yf, hf, c0, c1):  # pragma: no cover - jit
+    """bc += the vertical hat of one horizontally restricted fine row (crow, coarse
+    columns [c0, c1)) of unpadded fine row yf."""
+    nc = bc.shape[0]
+    half = np.float32(0.5)
     yc = yf >> 1
     if yf & 1 == 0:
         for c in range(nc):
@@ -188,7 +232,7 @@ def _apply_mask(v, mask):  # pragma: no cover - jit
 def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
     """z[:, y] += mask * (P zc) for one padded fine row y, on its columns [lo, hi).
 
-    mask: the unknown mask, or the fine d (min(d, 1) is the mask, see _residual5_row).
+    mask: the unknown mask, or the fine d (min(d, 1) is the mask, see _red_residual_row).
     """
     if hi <= lo:
         return
@@ -275,14 +319,21 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
 # ---------------------------------------------------------- fine-level passes
 
 @nb.njit(**_JIT)
-def step_presmooth_restrict(r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
+def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
                             res, crow, tmp, smooth=True):  # pragma: no cover - jit
-    """One fused pass: r -= alpha A p (rmax[c] = max|r_c|); z = red-black GS(A z = r)
-    from zero; bc = P^T (r - A z) (skipped when bc has no rows).  inv: 1/d on the
-    unknowns; par: parity_rows (red / black selected per row, not streamed as planes).
+    """One fused pass: x += alpha p, r -= alpha A p (rmax[c] = max|r_c|); z = red-black
+    GS(A z = r) from zero; bc = P^T (r - A z) (skipped when bc has no rows).  inv: 1/d
+    on the unknowns; par: parity_rows (red / black selected per row, not streamed as
+    planes).  r must be zero on each row's lo - 1 and hi (dn.zero_halo).
 
-    smooth=False stops after the r update (a convergence check that is expected
-    to end the iteration); a plane with alpha = 0 keeps its r.
+    The x update rides here, not in update_direction, because this pass reads p
+    anyway and is bound by its instructions, that one by memory.  From zero, the
+    sweep and its residual need no full stencils: red z = inv r, black z = inv (r +
+    red neighbours) (_black_from_red), and the residual is zero on the black points
+    and the sum of the black neighbours on the red ones (_red_residual_row), so the
+    restriction needs no horizontal hat pass (_restrict_red_row).
+    smooth=False stops after the x and r updates (a convergence check that is
+    expected to end the iteration); a plane with alpha = 0 keeps its x and r.
     Pipelined: at step y, r and red z of row y, black z of row y-1, the
     residual of row y-2 (whose stencil rows are final by then).
     """
@@ -300,11 +351,23 @@ def step_presmooth_restrict(r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
             for c in range(nc):
                 a = alpha[c]
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
-                rr = r[c, y, lo:hi]
+                rr, xo = r[c, y, lo:hi], x[c, y, lo:hi]
                 zo = z[c, y, lo:hi]
+                if a != 0.0 and smooth:  # one loop: x and r updates, red z from zero
+                    for k in range(hi - lo):
+                        pc = pm[k + 1]
+                        xo[k] += a * pc
+                        v = rr[k] - a * (dd[k] * pc
+                                         - min(dd[k], one) * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
+                        rr[k] = v
+                        zo[k] = (iv[k] * pr[k]) * v
+                    rbits[c] = max(rbits[c], _absmax_bits32(rr))
+                    continue
                 if a != 0.0:
                     for k in range(hi - lo):
-                        rr[k] -= a * (dd[k] * pm[k + 1]
+                        pc = pm[k + 1]
+                        xo[k] += a * pc
+                        rr[k] -= a * (dd[k] * pc
                                       - min(dd[k], one) * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
                 rbits[c] = max(rbits[c], _absmax_bits32(rr))
                 if smooth:
@@ -312,11 +375,11 @@ def step_presmooth_restrict(r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
                         zo[k] = (iv[k] * pr[k]) * rr[k]  # red from zero; black ones 0
         if smooth and 2 <= y < hp:
             lo, hi = ext[y - 1, 0], ext[y - 1, 1]
-            _black_from_zero(z, r, inv, par[(y + lo) & 1], y - 1, lo, hi, tmp)
+            _black_from_red(z, r, inv, par[(y + lo) & 1], y - 1, lo, hi)
         if restrict and 3 <= y:
             lo, hi = ext[y - 2, 0], ext[y - 2, 1]
-            _residual5_row(z, r, d, y - 2, lo, hi, res)
-            _restrict_row(res, bc, y - 3, hf, wf, lo, hi, crow, tmp)
+            _red_residual_row(z, d, par[(y + lo) & 1], y - 2, lo, hi, res)
+            _restrict_red_row(res, bc, y - 3, hf, wf, lo, hi, crow)
     if restrict:
         _apply_mask(bc, cmask)
     rmax[:] = rbits.view(np.float32)
@@ -353,10 +416,12 @@ def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow,
 
 
 @nb.njit(**_JIT)
-def update_direction(x, p, z, alpha, beta, d, ext, pq, first=False):  # pragma: no cover - jit
-    """One fused pass: x += alpha p; p = z + beta p; pq[c] = <p_c, A p_c> (new p).
+def update_direction(x, p, z, beta, d, ext, pq, first=False):  # pragma: no cover - jit
+    """One fused pass: p = z + beta p; pq[c] = <p_c, A p_c> (new p).
 
-    first: the first step of a solve from x = 0 (alpha = beta = 0): x = 0 is
+    x += alpha p is done by the next step_presmooth_restrict (it reads p for
+    A p there anyway, and that pass is bound by its instructions, this one by
+    memory).  first: the first step of a solve from x = 0 (beta = 0): x = 0 is
     set here instead of in a pass of its own.
     No mask on A p: its off-unknown entries are multiplied by p = 0 there.
     """
@@ -367,15 +432,12 @@ def update_direction(x, p, z, alpha, beta, d, ext, pq, first=False):  # pragma: 
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
             for c in range(nc):
-                a = alpha[c]
                 b = beta[c]
                 xx, pp, zz = x[c, y, lo:hi], p[c, y, lo:hi], z[c, y, lo:hi]
                 if first:  # p may hold anything (a reused buffer): not read
                     xx[:] = 0.0
                     pp[:] = zz
                 else:
-                    for k in range(hi - lo):
-                        xx[k] += a * pp[k]
                     for k in range(hi - lo):
                         pp[k] = zz[k] + b * pp[k]
         if 2 <= y < hp:
@@ -389,18 +451,6 @@ def update_direction(x, p, z, alpha, beta, d, ext, pq, first=False):  # pragma: 
                     ap = dd[k] * pm[k + 1] - (pm[k + 2] + pm[k] + ps[k] + pn[k])
                     acc += np.float64(pm[k + 1] * ap)
                 pq[c] += acc
-
-
-@nb.njit(**_JIT)
-def axpy(x, p, alpha, ext):  # pragma: no cover - jit
-    """x += alpha p (per plane)."""
-    nc, hp, wp = x.shape
-    for c in range(nc):
-        a = alpha[c]
-        for y in range(1, hp - 1):
-            xx, pp = x[c, y, ext[y, 0]:ext[y, 1]], p[c, y, ext[y, 0]:ext[y, 1]]
-            for k in range(xx.shape[0]):
-                xx[k] += a * pp[k]
 
 
 @nb.njit(**_JIT)

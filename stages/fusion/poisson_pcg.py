@@ -234,9 +234,9 @@ class DenseWork:
     """float32 CG vectors and scratch rows for nc planes.
 
     arrays: take the planes from these reused work arrays instead of fresh zeros.
-    Only z and p need zeros, and only on the halo of the row extents (dn.zero_halo:
-    their stencils read there; inside, every pass writes before it reads): x and r
-    are read only where written, the coarse planes are cleared by the cycle and the
+    Only z, p and r need zeros, and only on the halo of the row extents (dn.zero_halo:
+    their stencils read there; inside, every pass writes before it reads): x is
+    read only where written, the coarse planes are cleared by the cycle and the
     restriction.
     """
 
@@ -253,6 +253,7 @@ class DenseWork:
                                               for name in ("x", "r", "z", "p"))
             dn.zero_halo(self.z, lv.ext)
             dn.zero_halo(self.p, lv.ext)
+            dn.zero_halo(self.r, lv.ext)  # the first pass reads r on each row's lo - 1, hi
             self.cx = [arrays.get(f"cx{i}", (nc,) + c.mask.shape, np.float32)
                        for i, c in enumerate(lv.coarse)]
             self.cb = [arrays.get(f"cb{i}", (nc,) + c.mask.shape, np.float32)
@@ -316,9 +317,9 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
     """float32 PCG on A x = wk.r from x = 0 until max|r_c| <= goal[c] for every plane.
 
     The planes are independent CG recurrences sharing the passes.  Three
-    fused fine-level passes per iteration (see poisson_dense): r update +
-    pre-smoothing + restriction; prolongation + post-smoothing + <r, z>;
-    x and p updates + <p, A p>.  q = A p is recomputed rather than stored.
+    fused fine-level passes per iteration (see poisson_dense): x and r updates
+    + pre-smoothing + restriction; prolongation + post-smoothing + <r, z>;
+    p update + <p, A p>.  q = A p is recomputed rather than stored.
     bound_plane: the last plane is the bound problem A v = 1; it is dropped
     from the passes as soon as it reaches its (loose) goal.  Colour planes are
     never dropped early: one stopped at its goal while the others go on starts
@@ -338,24 +339,22 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
         cx = work.cx[0] if lv.coarse else cb
         cmask = lv.coarse[0].mask if lv.coarse else lv.mask
         check_only = ratio is not None and bool(np.all(last * ratio <= goal[:nc]))
-        dn.step_presmooth_restrict(work.r, work.p, alpha, work.z, lv.d, lv.inv, lv.par,
+        dn.step_presmooth_restrict(work.x, work.r, work.p, alpha, work.z, lv.d, lv.inv, lv.par,
                                    lv.ext, cb, cmask, work.rmax, work.res, work.crow,
                                    work.tmp, not check_only)
         done = work.rmax <= goal[:nc]
-        if it and done.all():
-            dn.axpy(work.x, work.p, alpha, lv.ext)
+        if it and done.all():  # the pass has also done x += alpha p
             return it
         rmax = work.rmax.astype(np.float64)  # work (and its rmax) may shrink below
         if bound_plane and it and done[-1]:  # freeze the bound plane, go on with the others
             bound_plane = False
-            dn.axpy(work.x[-1:], work.p[-1:], alpha[-1:], lv.ext)
             nc -= 1
             work, alpha, rz = wk.planes(nc), alpha[:nc], rz[:nc]
             if lv.coarse:  # the restriction just done is still valid for the kept planes
                 cb = work.cb[0]
         if check_only:  # not converged after all: pre-smooth and restrict the updated r
-            dn.step_presmooth_restrict(work.r, work.p, np.zeros(nc, np.float32), work.z, lv.d,
-                                       lv.inv, lv.par, lv.ext, cb, cmask,
+            dn.step_presmooth_restrict(work.x, work.r, work.p, np.zeros(nc, np.float32), work.z,
+                                       lv.d, lv.inv, lv.par, lv.ext, cb, cmask,
                                        work.rmax, work.res, work.crow, work.tmp, True)
         rmax = rmax[:nc]
         if last is not None:
@@ -369,7 +368,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
                                   lv.ext, work.dots, work.crow, work.tmp)
         beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
         rz = work.dots.copy()
-        dn.update_direction(work.x, work.p, work.z, alpha, beta, lv.d, lv.ext, work.dots,
+        dn.update_direction(work.x, work.p, work.z, beta, lv.d, lv.ext, work.dots,
                             it == 0)  # x = 0 at it = 0; p may keep old values (beta = 0)
         alpha = _ratio(rz, work.dots)
     return max_iter

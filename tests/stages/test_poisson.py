@@ -234,17 +234,18 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     dense.prolong(up, coarse, lv.mask, lv.ext, wk.crow, wk.tmp)
     y = fine_vector()
     down = np.zeros_like(coarse)
-    dense.step_presmooth_restrict(y, np.zeros_like(y), np.zeros(1, np.float32), np.zeros_like(y),
-                                  np.zeros_like(lv.d), np.zeros_like(lv.inv), lv.par,
-                                  lv.ext, down, lv.coarse[0].mask,
-                                  wk.rmax, wk.res, wk.crow, wk.tmp)  # z = 0, A = 0: P^T y
+    hf, wf = mask.shape[0] - 2, mask.shape[1] - 2
+    for yy in range(1, hf + 1):  # P^T y, row by row, with the first pass's restriction
+        lo, hi = lv.ext[yy]
+        dense._restrict_row(y[:, yy], down, yy - 1, hf, wf, lo, hi, wk.crow, wk.tmp)
+    dense._apply_mask(down, lv.coarse[0].mask)
     assert np.isclose(np.vdot(up, y), np.vdot(coarse, down), rtol=1e-4)
 
     def apply_m(r: np.ndarray) -> np.ndarray:
         wk.r[:] = r
         wk.p[:] = 0.0
-        dense.step_presmooth_restrict(wk.r, wk.p, np.zeros(1, np.float32), wk.z, lv.d, lv.inv,
-                                      lv.par, lv.ext, wk.cb[0],
+        dense.step_presmooth_restrict(wk.x, wk.r, wk.p, np.zeros(1, np.float32), wk.z, lv.d,
+                                      lv.inv, lv.par, lv.ext, wk.cb[0],
                                       lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
         pcg.dense_coarse_cycle(lv, wk)
         dense.prolong_postsmooth_dot(wk.z, wk.cx[0], wk.r, lv.d, lv.inv,
@@ -255,6 +256,72 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     mu, mv = apply_m(u), apply_m(v)
     assert np.isclose(np.vdot(mu, v), np.vdot(u, mv), rtol=1e-4)
     assert np.vdot(mu, u) > 0
+
+
+def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> None:
+    """The first fine pass takes shortcuts that hold only for a sweep from zero (red
+    z = r / d, black residual zero, no hat pass in the restriction): its z must be
+    plain red-black Gauss-Seidel from zero, and its coarse right-hand side P^T of
+    the true residual r - A z; it must update x += alpha p and r -= alpha A p, and
+    never read z outside the extents' halo (NaN there).  Odd sizes and a hole
+    touching the image edge, as in the transpose test."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(12)
+    hole = np.ones((37, 30), bool)
+    hole[rng.random(hole.shape) < 0.15] = False
+    hole[10:20, 5:25] = True
+    lv = _hierarchy_for(hole)
+    mask = lv.mask.astype(bool)
+    d = lv.d.astype(np.float64)
+    nc = 2
+
+    def fine(n: int) -> np.ndarray:
+        return np.where(mask, rng.standard_normal((n,) + mask.shape), 0).astype(np.float32)
+
+    def neighbours(v: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(v)
+        out[:, 1:] += v[:, :-1]
+        out[:, :-1] += v[:, 1:]
+        out[:, :, 1:] += v[:, :, :-1]
+        out[:, :, :-1] += v[:, :, 1:]
+        return out * mask
+
+    def apply_a(v: np.ndarray) -> np.ndarray:
+        return d * v - neighbours(v)
+
+    r0, p, x0 = fine(nc), fine(nc), fine(nc)
+    alpha = np.array([0.7, -0.3], np.float32)
+    wk = pcg.DenseWork(lv, nc)
+    x, r = x0.copy(), r0.copy()
+    z = np.full_like(r, np.nan)
+    dense.zero_halo(z, lv.ext)
+    down = wk.cb[0]
+    dense.step_presmooth_restrict(x, r, p, alpha, z, lv.d, lv.inv, lv.par, lv.ext, down,
+                                  lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
+
+    a = alpha.astype(np.float64)[:, None, None]
+    r_ref = r0 - a * apply_a(p.astype(np.float64))
+    np.testing.assert_allclose(x, x0 + a * p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r, r_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(wk.rmax, np.abs(r).max(axis=(1, 2)), rtol=1e-6)
+    yy, xx = np.indices(mask.shape)
+    red = mask & ((yy + xx) % 2 == 0)
+    black = mask & ~red
+    rr = r.astype(np.float64)
+    z_ref = np.where(red, rr / np.where(mask, d, 1), 0)
+    z_ref = np.where(black, (rr + neighbours(z_ref)) / np.where(mask, d, 1), z_ref)
+    np.testing.assert_allclose(np.where(mask, z, 0), z_ref, rtol=1e-5, atol=1e-6)
+    res = rr - apply_a(z_ref)
+    assert np.abs(res[:, black]).max() < 1e-5 * np.abs(rr).max()
+    cmask = lv.coarse[0].mask.astype(bool)
+    u = np.where(cmask, rng.standard_normal((nc,) + cmask.shape), 0).astype(np.float32)
+    up = np.zeros_like(z)
+    dense.prolong(up, u, lv.mask, lv.ext, wk.crow, wk.tmp)
+    for c in range(nc):
+        assert np.isclose(np.vdot(up[c].astype(np.float64), res[c]),
+                          np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
 
 
 def test_galerkin_interior_shortcut_equals_the_full_product() -> None:
