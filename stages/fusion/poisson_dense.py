@@ -17,10 +17,13 @@ Fine level: 5-point stencil (d, we, ws) as in poisson_gmg.  The smoother is
 red-black Gauss-Seidel (``inv`` = 1/d on the unknowns, 0 elsewhere): red
 then black before the coarse correction, black then red after it, so the
 V-cycle is symmetric and CG applies.  A colour's update is evaluated for the
-whole row and added through its inverse diagonal times a 0/1 parity row
-(``parity_rows``, zero on the other colour; the unknown mask is min(d, 1)):
-the passes are bound by memory bandwidth, so only d and inv are streamed
-as coefficient planes.  Each PCG iteration is three
+whole row and selected by (or multiplied with) a 0/1 parity row
+(``parity_rows``, zero on the other colour; the unknown mask is min(d, 1)),
+so only d and inv are streamed as coefficient planes.  A sweep never
+updates the row it reads (an in-place colour update would chain the points
+and not vectorise): the pre-smoothing from zero takes the same-row red
+values as inv r, the post-smoothing writes its black rows to a rolling pair
+of rows and the red sweep reads them from there.  Each PCG iteration is three
 fused passes whose rows are pipelined (a row is processed as soon as the
 rows its stencil reads are final).
 
@@ -70,25 +73,59 @@ def _absmax_bits64(row):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def _gs5_row(z, r, d, inv, par, y, lo, hi, tmp):  # pragma: no cover - jit
-    """One colour of row y: z += inv (r - A z) on the points where the parity pattern
-    row par (1 on that colour, 0 on the other, from column lo on) is 1."""
-    nc, hp, wp = z.shape
-    dd, iv, pt = d[y, lo:hi], inv[y, lo:hi], par[:hi - lo]
+def _black_into_rows(z, r, inv, pb, y, lo, hi, lo2, hi2, out):  # pragma: no cover - jit
+    """Black Gauss-Seidel on row y of z, written to out [C, Wp] instead of z: inv (r +
+    the four red neighbours) at the black points (pb: their parity pattern, see
+    parity_rows), z at the red ones.  Writing another row than it reads lets the loop
+    write every point (no scratch row, no second loop).  out is zeroed on
+    lo - 1, hi and the part of row y - 1's extent [lo2, hi2) outside [lo, hi):
+    the red sweep reads it there."""
+    nc = z.shape[0]
+    iv, pt = inv[y, lo:hi], pb[:hi - lo]
     for c in range(nc):
-        zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
-        for k in range(hi - lo):
-            tmp[k] = (iv[k] * pt[k]) * (rr[k] - dd[k] * zm[k + 1] + zm[k + 2] + zm[k] + zs[k] + zn[k])
+        o = out[c]
+        if hi > lo:
+            zm, zn, zs, rr = z[c, y, lo - 1:hi + 1], z[c, y - 1, lo:hi], z[c, y + 1, lo:hi], r[c, y, lo:hi]
+            oo = o[lo:hi]
+            for k in range(hi - lo):
+                zc = zm[k + 1]
+                v = iv[k] * (rr[k] + zm[k + 2] + zm[k] + zs[k] + zn[k])
+                oo[k] = v if pt[k] != 0.0 else zc
+            a, b = lo - 1, hi + 1
+            if hi2 > lo2:
+                a, b = min(a, lo2), max(b, hi2)
+            o[a:lo] = 0.0
+            o[hi:b] = 0.0
+        elif hi2 > lo2:
+            o[lo2:hi2] = 0.0
+
+
+@nb.njit(**_JIT)
+def _red_from_rows(z, r, inv, pr, y, lo, hi, here, south, dots):  # pragma: no cover - jit
+    """Red Gauss-Seidel on row y from the black sweep's rows (here: row y, south: row
+    y + 1, from _black_into_rows; row y - 1 of z is final), writing row y of z whole
+    (red: inv (r + the four black neighbours), black: copied), and adding
+    <r_c, z_c> over the row to dots[c] in the same loop."""
+    nc = z.shape[0]
+    iv, pt = inv[y, lo:hi], pr[:hi - lo]
+    for c in range(nc):
+        hm, ss, zn, rr = here[c, lo - 1:hi + 1], south[c, lo:hi], z[c, y - 1, lo:hi], r[c, y, lo:hi]
         zo = z[c, y, lo:hi]
+        acc = 0.0
         for k in range(hi - lo):
-            zo[k] += tmp[k]
+            hc = hm[k + 1]
+            v = iv[k] * (rr[k] + hm[k + 2] + hm[k] + ss[k] + zn[k])
+            v = v if pt[k] != 0.0 else hc
+            zo[k] = v
+            acc += np.float64(rr[k] * v)
+        dots[c] += acc
 
 
 @nb.njit(**_JIT)
 def _black_from_red(z, r, inv, pb, y, lo, hi):  # pragma: no cover - jit
     """Row y of z after a red-black sweep from zero, written whole in one loop: red
     z = inv r, black z = inv (r + its four red neighbours); pb: the black parity
-    pattern (see _gs5_row).
+    pattern (see parity_rows).
 
     The east and west red neighbours are taken as inv r of row y (r is zero on each
     row's lo - 1 and hi, inv off the unknowns), so the loop never reads the row it
@@ -386,12 +423,14 @@ def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax
 
 
 @nb.njit(**_JIT)
-def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow,
-                           tmp):  # pragma: no cover - jit
+def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow, tmp,
+                           rows):  # pragma: no cover - jit
     """One fused pass: z += P zc (skipped when zc has no rows); black then red GS
     sweep on A z = r; dots[c] = <r_c, z_c> (inv, par: see step_presmooth_restrict).
 
-    Pipelined: prolong row y, black row y-1, red row y-2 (and its dot).
+    Pipelined: prolong row y, black row y-1 into rows[(y-1) & 1] (a rolling
+    pair of rows, [2, C, Wp]), red row y-2 from those rows into z (and its dot).
+    No sweep updates the row it reads, so each is one loop over the row.
     """
     nc, hp, wp = z.shape
     coarse = zc.shape[1] > 0
@@ -400,19 +439,17 @@ def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow,
     for y in range(1, hp + 1):
         if coarse and y < hp - 1:
             _prolong_row(z, zc, d, y, ext[y, 0], ext[y, 1], crow, tmp)
-        if 2 <= y < hp:
-            lo, hi = ext[y - 1, 0], ext[y - 1, 1]
-            _gs5_row(z, r, d, inv, par[(y + lo) & 1], y - 1, lo, hi, tmp)  # black
+        if 2 <= y:  # y = hp: the padding row, only zeroed (the last red row's south)
+            yy = y - 1
+            lo, hi = ext[yy, 0], ext[yy, 1]
+            lo2, hi2 = (ext[yy - 1, 0], ext[yy - 1, 1]) if yy >= 2 else (0, 0)
+            _black_into_rows(z, r, inv, par[(y + lo) & 1], yy, lo, hi, lo2, hi2, rows[yy & 1])
         if 3 <= y:
             yy = y - 2
             lo, hi = ext[yy, 0], ext[yy, 1]
-            _gs5_row(z, r, d, inv, par[(yy + lo) & 1], yy, lo, hi, tmp)  # red
-            for c in range(nc):
-                rr, zz = r[c, yy, lo:hi], z[c, yy, lo:hi]
-                acc = 0.0
-                for k in range(hi - lo):
-                    acc += np.float64(rr[k] * zz[k])
-                dots[c] += acc
+            if hi > lo:
+                _red_from_rows(z, r, inv, par[(yy + lo) & 1], yy, lo, hi, rows[yy & 1],
+                               rows[(yy + 1) & 1], dots)
 
 
 @nb.njit(**_JIT)

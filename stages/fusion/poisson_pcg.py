@@ -259,6 +259,7 @@ class DenseWork:
             self.cb = [arrays.get(f"cb{i}", (nc,) + c.mask.shape, np.float32)
                        for i, c in enumerate(lv.coarse)]
         self.tmp = np.zeros(wp, np.float32)
+        self.rows = np.zeros((2, nc, wp), np.float32)  # the post-smoothing's black rows
         self.res = np.zeros((nc, wp), np.float32)
         self.crow = np.zeros((nc, wp), np.float32)
         self.even, self.odd = np.zeros((nc, wp), np.float32), np.zeros((nc, wp), np.float32)
@@ -270,6 +271,7 @@ class DenseWork:
         view = object.__new__(DenseWork)
         view.__dict__.update({k: (v[:nc] if isinstance(v, np.ndarray) and v.ndim > 1 else v)
                               for k, v in self.__dict__.items()})
+        view.rows = np.zeros((2, nc, self.rows.shape[2]), np.float32)  # contiguous rows
         view.cx = [v[:nc] for v in self.cx]
         view.cb = [v[:nc] for v in self.cb]
         view.rmax = np.zeros(nc, np.float32)
@@ -365,7 +367,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
         if lv.coarse:
             dense_coarse_cycle(lv, work)
         dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.inv, lv.par,
-                                  lv.ext, work.dots, work.crow, work.tmp)
+                                  lv.ext, work.dots, work.crow, work.tmp, work.rows)
         beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
         rz = work.dots.copy()
         dn.update_direction(work.x, work.p, work.z, beta, lv.d, lv.ext, work.dots,

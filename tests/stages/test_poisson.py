@@ -249,7 +249,7 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
                                       lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
         pcg.dense_coarse_cycle(lv, wk)
         dense.prolong_postsmooth_dot(wk.z, wk.cx[0], wk.r, lv.d, lv.inv,
-                                     lv.par, lv.ext, wk.dots, wk.crow, wk.tmp)
+                                     lv.par, lv.ext, wk.dots, wk.crow, wk.tmp, wk.rows)
         return wk.z.copy()
 
     u, v = fine_vector(), fine_vector()
