@@ -324,6 +324,55 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
                           np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
 
 
+def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
+    """The post-smoothing writes its black rows to a rolling pair of rows and the red
+    sweep reads them there: z must be z + P zc followed by plain black then red
+    Gauss-Seidel, and dots <r, z>, whatever the rolling rows held before (NaN)."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(13)
+    hole = np.ones((37, 30), bool)
+    hole[rng.random(hole.shape) < 0.15] = False
+    hole[10:20, 5:25] = True
+    hole[30, :] = False  # an empty row inside the crop
+    lv = _hierarchy_for(hole)
+    mask = lv.mask.astype(bool)
+    d = np.where(mask, lv.d.astype(np.float64), 1.0)
+    nc = 2
+
+    def neighbours(v: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(v)
+        out[:, 1:] += v[:, :-1]
+        out[:, :-1] += v[:, 1:]
+        out[:, :, 1:] += v[:, :, :-1]
+        out[:, :, :-1] += v[:, :, 1:]
+        return out * mask
+
+    z0, r = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+             for _ in range(2))
+    cmask = lv.coarse[0].mask.astype(bool)
+    zc = np.where(cmask, rng.standard_normal((nc,) + cmask.shape), 0).astype(np.float32)
+    wk = pcg.DenseWork(lv, nc)
+    wk.rows[:] = np.nan
+    z = z0.copy()
+    dots = np.zeros(nc)
+    dense.prolong_postsmooth_dot(z, zc, r, lv.d, lv.inv, lv.par, lv.ext, dots, wk.crow,
+                                 wk.tmp, wk.rows)
+
+    up = np.zeros_like(z0)
+    dense.prolong(up, zc, lv.mask, lv.ext, wk.crow, wk.tmp)
+    yy, xx = np.indices(mask.shape)
+    red = mask & ((yy + xx) % 2 == 0)
+    black = mask & ~red
+    ref = (z0 + up).astype(np.float64)
+    rr = r.astype(np.float64)
+    ref = np.where(black, (rr + neighbours(ref)) / d, ref)
+    ref = np.where(red, (rr + neighbours(ref)) / d, ref)
+    np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dots, (rr * ref).sum(axis=(1, 2)), rtol=1e-5)
+
+
 def test_galerkin_interior_shortcut_equals_the_full_product() -> None:
     """The constant stencil used deep inside a hole must be exactly what the full
     P^T A P computation gives there, next to edges, odd sizes and scattered holes."""
