@@ -258,6 +258,16 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     assert np.vdot(mu, u) > 0
 
 
+def _neighbour_sum(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sum of each unknown's four neighbours in [C, H, W] planes (zero outside the grid), on the mask."""
+    out = np.zeros_like(v)
+    out[:, 1:] += v[:, :-1]
+    out[:, :-1] += v[:, 1:]
+    out[:, :, 1:] += v[:, :, :-1]
+    out[:, :, :-1] += v[:, :, 1:]
+    return out * mask
+
+
 def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> None:
     """The first fine pass takes shortcuts that hold only for a sweep from zero (red
     z = r / d, black residual zero, no hat pass in the restriction): its z must be
@@ -281,12 +291,7 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
         return np.where(mask, rng.standard_normal((n,) + mask.shape), 0).astype(np.float32)
 
     def neighbours(v: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(v)
-        out[:, 1:] += v[:, :-1]
-        out[:, :-1] += v[:, 1:]
-        out[:, :, 1:] += v[:, :, :-1]
-        out[:, :, :-1] += v[:, :, 1:]
-        return out * mask
+        return _neighbour_sum(v, mask)
 
     def apply_a(v: np.ndarray) -> np.ndarray:
         return d * v - neighbours(v)
@@ -342,12 +347,7 @@ def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     nc = 2
 
     def neighbours(v: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(v)
-        out[:, 1:] += v[:, :-1]
-        out[:, :-1] += v[:, 1:]
-        out[:, :, 1:] += v[:, :, :-1]
-        out[:, :, :-1] += v[:, :, 1:]
-        return out * mask
+        return _neighbour_sum(v, mask)
 
     z0, r = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
              for _ in range(2))
