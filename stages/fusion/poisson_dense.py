@@ -826,12 +826,6 @@ def plane_absmax(v, ext, out):  # pragma: no cover - jit
 
 
 @nb.njit(**_JIT)
-def hole_depth(hole, y0, x0, h, w, cap):  # pragma: no cover - jit
-    """hole_depth_into on a fresh distance array."""
-    return hole_depth_into(hole, y0, x0, h, w, cap, np.empty((h, w), np.int32))
-
-
-@nb.njit(**_JIT)
 def hole_depth_into(hole, y0, x0, h, w, cap, dist):  # pragma: no cover - jit
     """min(cap, max over hole pixels of the city-block distance to the nearest known pixel).
 
@@ -916,13 +910,6 @@ def split_unknowns(mask, we, ws, ext, rest, iso):  # pragma: no cover - jit
             i += unknown * alone
             j += unknown * (1 - alone)
     return rest[:j], iso[:i]
-
-
-def split_isolated(mask, we, ws):
-    """split_unknowns on fresh buffers: (coupled, isolated) for planes [Hp, Wp]."""
-    ext = row_extents(mask)
-    n = count_unknowns(mask, ext) + 1
-    return split_unknowns(mask, we, ws, ext, np.empty(n, np.int64), np.empty(n, np.int64))
 
 
 def parity_rows(wp: int) -> np.ndarray:

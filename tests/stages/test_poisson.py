@@ -178,7 +178,10 @@ def test_property_matches_direct_solve(hole: np.ndarray, seed: int) -> None:
 
 
 def test_hole_depth_is_the_city_block_distance_to_known_pixels() -> None:
-    from stages.fusion.poisson_dense import hole_depth
+    from stages.fusion.poisson_dense import hole_depth_into
+
+    def hole_depth(hole, y0, x0, h, w, cap):
+        return hole_depth_into(hole, y0, x0, h, w, cap, np.empty((h, w), np.int32))
 
     hole = np.zeros((9, 12), bool)
     hole[1:8, 2:9] = True  # 7x7 square: centre is 4 steps from a known pixel
@@ -198,7 +201,11 @@ def _hierarchy(hole: np.ndarray):
     image = np.zeros((h, w, 3), np.uint8)
     _, dense32, _ = dense.build_fine(hole, image, image, 0, 0, h, w)
     d, we, ws = (v.reshape(-1) for v in dense32[:3])
-    coupled, _ = dense.split_isolated(dense32[4], dense32[1], dense32[2])
+    mask = dense32[4]
+    ext = dense.row_extents(mask)
+    n = dense.count_unknowns(mask, ext) + 1
+    coupled, _ = dense.split_unknowns(mask, dense32[1], dense32[2], ext, np.empty(n, np.int64),
+                                      np.empty(n, np.int64))
     return pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
 
 
