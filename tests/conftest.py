@@ -34,10 +34,13 @@ def ray_local():
     `pipeline run` starts its own for a 2-CPU plan."""
     import ray
 
-    from pipeline.local_ray import MIN_OBJECT_STORE_BYTES, LocalRay, start_local_ray
+    from pipeline.local_ray import size_local_ray, start_local_ray
+    from pipeline.resources import plan_resources
+    from workers.base import MethodResources
 
     if not ray.is_initialized():
-        start_local_ray(LocalRay(num_cpus=2, num_gpus=0, object_store_bytes=MIN_OBJECT_STORE_BYTES, worker_soft_limit=7))
+        plan = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=100, pixels_per_row=32 * 32)
+        start_local_ray(size_local_ray(plan, 2, 0))
     yield ray
     ray.shutdown()
 
