@@ -336,6 +336,47 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
                           np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
 
 
+def test_coarse_residual_restriction_is_p_transpose_of_the_nine_point_residual() -> None:
+    """residual_restrict9 (the coarse levels' residual, written into a row buffer from the
+    extent's first column, then restricted) must give P^T (b - A z) with the full
+    9-point stencil, masked to the next level's unknowns, whatever its scratch row and
+    output held before (NaN)."""
+    from stages.fusion import poisson_dense as dense
+    from stages.fusion import poisson_pcg as pcg
+
+    rng = np.random.default_rng(14)
+    hole = np.ones((37, 30), bool)
+    hole[rng.random(hole.shape) < 0.15] = False
+    hole[10:20, 5:25] = True
+    hier = _hierarchy(hole)
+    lv = pcg.DenseLevels(hier)
+    assert len(lv.coarse) >= 2, "the test needs two coarse levels"
+    lev, nxt, full = lv.coarse[0], lv.coarse[1], hier.coarse[0].a.astype(np.float64)
+    mask, nc = lev.mask.astype(bool), 2
+
+    def on(m: np.ndarray) -> np.ndarray:
+        return np.where(m, rng.standard_normal((nc,) + m.shape), 0).astype(np.float32)
+
+    z, b = on(mask), on(mask)
+    padded = np.pad(z.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    hp, wp = mask.shape
+    az = sum(full[s] * padded[:, 1 + s // 3 - 1:1 + s // 3 - 1 + hp, 1 + s % 3 - 1:1 + s % 3 - 1 + wp]
+             for s in range(9))
+    res = np.where(mask, b - az, 0)
+    down = np.full((nc,) + nxt.mask.shape, np.nan, np.float32)
+    scratch = np.full((nc, wp), np.nan, np.float32)
+    crow, tmp = np.zeros((nc, wp), np.float32), np.zeros(wp, np.float32)
+    dense.residual_restrict9(z, b, lev.a, lev.ext, down, nxt.mask, scratch, crow, tmp)
+    assert np.isfinite(down).all()
+    np.testing.assert_array_equal(down[:, nxt.mask == 0], 0)
+    u = on(nxt.mask.astype(bool))
+    up = np.zeros_like(z)
+    dense.prolong(up, u, lev.mask, lev.ext, crow, tmp)
+    for c in range(nc):
+        assert np.isclose(np.vdot(up[c].astype(np.float64), res[c]),
+                          np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
+
+
 def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     """The post-smoothing writes its black rows to a rolling pair of rows and the red
     sweep reads them there: z must be z + P zc followed by plain black then red
