@@ -63,15 +63,28 @@ class LocalRay:
 
 def local_resources(num_cpus: int | None) -> tuple[int, int]:
     """CPUs and GPUs an embedded Ray on this machine would report: `num_cpus` or Ray's own count
-    (which honours container CPU quotas), and the GPUs torch sees (CUDA_VISIBLE_DEVICES applies)."""
+    (which honours container CPU quotas), and the GPUs Ray counts (CUDA_VISIBLE_DEVICES applies)."""
     if num_cpus is None:
         try:
             from ray._private.utils import get_num_cpus  # the count ray.init would use
             num_cpus = int(get_num_cpus())
         except (ImportError, AttributeError):  # a Ray without it: plain affinity
             num_cpus = len(os.sched_getaffinity(0))
-    import torch
-    return max(1, num_cpus), torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return max(1, num_cpus), local_gpus()
+
+
+def local_gpus() -> int:
+    """NVIDIA GPUs ray.init would report here: NVML's count, capped by CUDA_VISIBLE_DEVICES, as Ray's
+    own resource detection does. Not torch.cuda: importing torch costs the driver about 240 MiB of
+    private memory for the rest of the run, and only a GPU method's actors need it."""
+    try:
+        from ray._private.accelerators.nvidia_gpu import NvidiaGPUAcceleratorManager as Nvidia
+    except ImportError:  # a Ray without it: ask torch
+        import torch
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = Nvidia.get_current_node_num_accelerators()
+    visible = Nvidia.get_current_process_visible_accelerator_ids()
+    return count if visible is None else min(count, len(visible))
 
 
 def concurrent_workers(plan: ResourcePlan, num_cpus: float) -> int:

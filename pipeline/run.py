@@ -5,7 +5,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import platform
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
 from pipeline.results_store import ResultsStore, write_parquet_atomic
 from pipeline.scoring import resolve_scoring
 from pipeline.todo import SPILL_NAME, ManifestExtras, Todo, TodoOptions, prepare_todo
+from pipeline.versions import package_versions
 from stages.load import LoadConfig
 from stages.metrics import ScoreConfig
 from workers.registry import build_config, get_method
@@ -135,17 +135,6 @@ def _result_table(batch: dict[str, np.ndarray], config: RunConfig, extras: Manif
         for name in extras.columns:
             table = table.append_column(name, picked[name])
     return table
-
-
-def _versions() -> dict[str, str]:
-    import cv2
-    import ray
-    import torch
-
-    from importlib.metadata import version
-    return {"facefill": version("facefill"), "python": platform.python_version(), "ray": ray.__version__,
-            "torch": torch.__version__, "numpy": np.__version__, "pyarrow": pa.__version__,
-            "opencv": cv2.__version__}
 
 
 def execute(config: RunConfig, progress: Callable[[str], None] = print, overwrite: bool = False) -> RunSummary:
@@ -319,7 +308,7 @@ def _write_run_json(config: RunConfig, out: Path, summary: RunSummary, plan: Res
         counts = {"rows_total": len(statuses), "ok": statuses.count("ok"),
                   "error": len(statuses) - statuses.count("ok")}
     record = {
-        "config": config.to_json(), "config_hash": config.config_hash(), "versions": _versions(),
+        "config": config.to_json(), "config_hash": config.config_hash(), "versions": package_versions(),
         "started_at": started_at, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "this_run": {"processed": summary.processed, "ok": summary.ok, "error": summary.errors,
                      "skipped_finished": summary.skipped, "rejected_manifest_rows": summary.rejected,

@@ -90,3 +90,13 @@ def test_runner_rejects_wrong_shaped_output(rng):
              "image": to_column([image]), "hole": to_column([np.ones((8, 8), np.uint8)])}
     out = MethodRunner("test-bad-shape", _Bad.Config(), device="cpu")(batch)
     assert out["status"][0] == "error" and "expected (8, 8, 3)" in out["error"][0]
+
+
+def test_every_method_is_registered_by_the_module_listed_for_it():
+    """get_method imports only METHOD_MODULES[name]: a method registered elsewhere, or missing from the
+    list, would be unknown to a run."""
+    from workers import registry
+    listed = dict(registry.METHOD_MODULES)
+    registered = {name: cls.__module__ for name, cls in available_methods().items()
+                  if cls.__module__ in set(listed.values())}
+    assert registered == listed
