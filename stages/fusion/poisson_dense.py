@@ -616,6 +616,76 @@ def jacobi9_sweep(z, b, a, inv, ext, omega, even, odd):  # pragma: no cover - ji
 
 
 @nb.njit(**_JIT)
+def jacobi9_residual_restrict(x, b, a, inv, ext, omega, bc, cmask, res, crow,
+                              tmp):  # pragma: no cover - jit
+    """x = omega inv b (jacobi9_from_zero) and bc = P^T (b - A x) (residual_restrict9) in
+    one pass: the first coarse level's down leg.  x is written whole (zero outside the
+    extents), so the cycle need not clear it first.
+
+    Pipelined: x row y, then the residual of row y - 1 (its three rows are final).
+    One pass instead of two, and no clearing of x (ninth round).
+    """
+    nc, hp, wp = x.shape
+    hf, wf = hp - 2, wp - 2
+    bc[:] = 0.0
+    for c in range(nc):
+        x[c, 0, :] = 0.0
+        x[c, hp - 1, :] = 0.0
+    for y in range(1, hp):
+        if y < hp - 1:
+            lo, hi = ext[y, 0], ext[y, 1]  # an empty row has (1, 1): zeroed whole
+            iv = inv[y, lo:hi]
+            for c in range(nc):
+                xr = x[c, y]
+                xr[:lo] = 0.0
+                xr[hi:] = 0.0
+                xo, bb = xr[lo:hi], b[c, y, lo:hi]
+                for k in range(hi - lo):
+                    xo[k] = omega * iv[k] * bb[k]
+        if y >= 2:
+            yy = y - 1
+            lo, hi = ext[yy, 0], ext[yy, 1]
+            res[:, :lo] = 0.0
+            res[:, hi:] = 0.0
+            _stencil9_row(x, b, a, yy, lo, hi, res, lo, np.float32(1.0))
+            _restrict_row(res, bc, yy - 1, hf, wf, lo, hi, crow, tmp)
+    _apply_mask(bc, cmask)
+
+
+@nb.njit(**_JIT)
+def prolong_jacobi9_sweep(z, zc, b, a, inv, mask, ext, omega, even, odd, crow,
+                          tmp):  # pragma: no cover - jit
+    """z += mask * (P zc) (prolong), then z += omega inv (b - A z) (jacobi9_sweep), in one
+    pass: the first coarse level's up leg.
+
+    Pipelined: prolong row y + 1, the new row y into a two-row buffer from rows
+    y - 1 .. y + 1 (prolonged, not yet smoothed), write back row y - 1.
+    """
+    nc, hp, wp = z.shape
+    if hp > 2:
+        _prolong_row(z, zc, mask, 1, ext[1, 0], ext[1, 1], crow, tmp)
+    for y in range(1, hp):
+        if y + 1 < hp - 1:
+            _prolong_row(z, zc, mask, y + 1, ext[y + 1, 0], ext[y + 1, 1], crow, tmp)
+        if y < hp - 1:
+            lo, hi = ext[y, 0], ext[y, 1]
+            buf = odd if y & 1 else even
+            _stencil9_row(z, b, a, y, lo, hi, buf, 0, np.float32(1.0))
+            iv = inv[y, lo:hi]
+            for c in range(nc):
+                t, zo = buf[c], z[c, y, lo:hi]
+                for k in range(hi - lo):
+                    t[k] = zo[k] + omega * iv[k] * t[k]
+        if y >= 2:
+            lo, hi = ext[y - 1, 0], ext[y - 1, 1]
+            buf = even if y & 1 else odd
+            for c in range(nc):
+                t, zo = buf[c], z[c, y - 1, lo:hi]
+                for k in range(hi - lo):
+                    zo[k] = t[k]
+
+
+@nb.njit(**_JIT)
 def residual_restrict9(z, r, a, ext, bc, cmask, res, crow, tmp):  # pragma: no cover - jit
     """bc = P^T (r - A z) from a 9-point level, zero off the coarse unknowns."""
     nc, hp, wp = z.shape

@@ -287,6 +287,11 @@ def dense_coarse_cycle(lv: DenseLevels, wk: DenseWork) -> None:
     exact_last = lv.chol is not None
     for i, lev in enumerate(lv.coarse):
         x, b = wk.cx[i], wk.cb[i]
+        if lev.omega and i < last:  # one pass, writes all of x (no clearing)
+            dn.jacobi9_residual_restrict(x, b, lev.a, lev.inv, lev.ext, lev.omega,
+                                         wk.cb[i + 1], lv.coarse[i + 1].mask, wk.res,
+                                         wk.crow, wk.tmp)
+            continue
         x[:] = 0.0
         if i == last and exact_last:
             dn.cho_solve_planar(lv.chol, lev.idx, b, x)
@@ -300,6 +305,10 @@ def dense_coarse_cycle(lv: DenseLevels, wk: DenseWork) -> None:
                                   wk.res, wk.crow, wk.tmp)
     for i in range(last - 1 if exact_last else last, -1, -1):
         lev = lv.coarse[i]
+        if lev.omega and i < last:
+            dn.prolong_jacobi9_sweep(wk.cx[i], wk.cx[i + 1], wk.cb[i], lev.a, lev.inv, lev.mask,
+                                     lev.ext, lev.omega, wk.even, wk.odd, wk.crow, wk.tmp)
+            continue
         if i < last:
             dn.prolong(wk.cx[i], wk.cx[i + 1], lev.mask, lev.ext, wk.crow, wk.tmp)
         if lev.omega:

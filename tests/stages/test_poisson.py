@@ -336,45 +336,109 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
                           np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
 
 
-def test_coarse_residual_restriction_is_p_transpose_of_the_nine_point_residual() -> None:
-    """residual_restrict9 (the coarse levels' residual, written into a row buffer from the
-    extent's first column, then restricted) must give P^T (b - A z) with the full
-    9-point stencil, masked to the next level's unknowns, whatever its scratch row and
-    output held before (NaN)."""
-    from stages.fusion import poisson_dense as dense
+def _two_coarse_levels(seed: int):
+    """The first two coarse levels (dense planes) and the first one's full 9-point
+    stencil (float64 [9, Hp, Wp]), for an odd-sized hole touching the image edge."""
     from stages.fusion import poisson_pcg as pcg
 
-    rng = np.random.default_rng(14)
+    rng = np.random.default_rng(seed)
     hole = np.ones((37, 30), bool)
     hole[rng.random(hole.shape) < 0.15] = False
     hole[10:20, 5:25] = True
     hier = _hierarchy(hole)
     lv = pcg.DenseLevels(hier)
     assert len(lv.coarse) >= 2, "the test needs two coarse levels"
-    lev, nxt, full = lv.coarse[0], lv.coarse[1], hier.coarse[0].a.astype(np.float64)
-    mask, nc = lev.mask.astype(bool), 2
+    return lv.coarse[0], lv.coarse[1], hier.coarse[0].a.astype(np.float64)
 
-    def on(m: np.ndarray) -> np.ndarray:
-        return np.where(m, rng.standard_normal((nc,) + m.shape), 0).astype(np.float32)
 
-    z, b = on(mask), on(mask)
+def _apply9(full: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """A z for a 9-point level (full: [9, Hp, Wp] slots 3 (dy + 1) + dx + 1) on [C, Hp, Wp]."""
+    hp, wp = full.shape[1:]
     padded = np.pad(z.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
-    hp, wp = mask.shape
-    az = sum(full[s] * padded[:, 1 + s // 3 - 1:1 + s // 3 - 1 + hp, 1 + s % 3 - 1:1 + s % 3 - 1 + wp]
-             for s in range(9))
-    res = np.where(mask, b - az, 0)
+    return sum(full[s] * padded[:, s // 3:s // 3 + hp, s % 3:s % 3 + wp] for s in range(9))
+
+
+def _check_restricted(lev, nxt, res: np.ndarray, down: np.ndarray, rng) -> None:
+    """down == P^T res on the next level's unknowns (tested through <P u, res> = <u, down>
+    with the prolongation, whose transpose test is above), zero elsewhere."""
+    from stages.fusion import poisson_dense as dense
+
+    nc, wp = res.shape[0], res.shape[2]
+    assert np.isfinite(down).all()
+    np.testing.assert_array_equal(down[:, nxt.mask == 0], 0)
+    u = np.where(nxt.mask != 0, rng.standard_normal((nc,) + nxt.mask.shape), 0).astype(np.float32)
+    up = np.zeros(res.shape, np.float32)
+    dense.prolong(up, u, lev.mask, lev.ext, np.zeros((nc, wp), np.float32),
+                  np.zeros(wp, np.float32))
+    for c in range(nc):
+        assert np.isclose(np.vdot(up[c].astype(np.float64), res[c]),
+                          np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
+
+
+def test_coarse_residual_restriction_is_p_transpose_of_the_nine_point_residual() -> None:
+    """residual_restrict9 (the coarse levels' residual, written into a row buffer from the
+    extent's first column, then restricted) must give P^T (b - A z) with the full
+    9-point stencil, masked to the next level's unknowns, whatever its scratch row and
+    output held before (NaN)."""
+    from stages.fusion import poisson_dense as dense
+
+    rng = np.random.default_rng(14)
+    lev, nxt, full = _two_coarse_levels(14)
+    mask, nc, wp = lev.mask.astype(bool), 2, lev.mask.shape[1]
+    z, b = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+            for _ in range(2))
     down = np.full((nc,) + nxt.mask.shape, np.nan, np.float32)
     scratch = np.full((nc, wp), np.nan, np.float32)
     crow, tmp = np.zeros((nc, wp), np.float32), np.zeros(wp, np.float32)
     dense.residual_restrict9(z, b, lev.a, lev.ext, down, nxt.mask, scratch, crow, tmp)
-    assert np.isfinite(down).all()
-    np.testing.assert_array_equal(down[:, nxt.mask == 0], 0)
-    u = on(nxt.mask.astype(bool))
-    up = np.zeros_like(z)
-    dense.prolong(up, u, lev.mask, lev.ext, crow, tmp)
-    for c in range(nc):
-        assert np.isclose(np.vdot(up[c].astype(np.float64), res[c]),
-                          np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
+    _check_restricted(lev, nxt, np.where(mask, b - _apply9(full, z), 0), down, rng)
+
+
+def test_first_coarse_down_leg_is_jacobi_from_zero_then_restricted_residual() -> None:
+    """jacobi9_residual_restrict must write all of x (omega inv b on the unknowns, zero
+    elsewhere: the cycle no longer clears x first, NaN before) and give P^T (b - A x)."""
+    from stages.fusion import poisson_dense as dense
+
+    rng = np.random.default_rng(15)
+    lev, nxt, full = _two_coarse_levels(15)
+    assert lev.omega > 0
+    mask, nc, wp = lev.mask.astype(bool), 2, lev.mask.shape[1]
+    b = np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+    x = np.full_like(b, np.nan)
+    down = np.full((nc,) + nxt.mask.shape, np.nan, np.float32)
+    scratch = np.full((nc, wp), np.nan, np.float32)
+    crow, tmp = np.zeros((nc, wp), np.float32), np.zeros(wp, np.float32)
+    dense.jacobi9_residual_restrict(x, b, lev.a, lev.inv, lev.ext, lev.omega, down, nxt.mask,
+                                    scratch, crow, tmp)
+    x_ref = np.float64(lev.omega) * lev.inv * b.astype(np.float64)
+    np.testing.assert_allclose(x, x_ref, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(x[:, ~mask], 0)
+    _check_restricted(lev, nxt, np.where(mask, b - _apply9(full, x), 0), down, rng)
+
+
+def test_first_coarse_up_leg_is_prolongation_then_damped_jacobi() -> None:
+    """prolong_jacobi9_sweep must equal z + P zc followed by one damped Jacobi sweep
+    z += omega D^-1 (b - A z) with the full 9-point stencil, whatever its row buffers
+    held (NaN)."""
+    from stages.fusion import poisson_dense as dense
+
+    rng = np.random.default_rng(16)
+    lev, nxt, full = _two_coarse_levels(16)
+    mask, nc, wp = lev.mask.astype(bool), 2, lev.mask.shape[1]
+    z, b = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+            for _ in range(2))
+    zc = np.where(nxt.mask != 0, rng.standard_normal((nc,) + nxt.mask.shape),
+                  0).astype(np.float32)
+    crow, tmp = np.zeros((nc, wp), np.float32), np.zeros(wp, np.float32)
+    lifted = z.copy()
+    dense.prolong(lifted, zc, lev.mask, lev.ext, crow, tmp)
+    lifted = lifted.astype(np.float64)
+    ref = lifted + np.float64(lev.omega) * lev.inv * np.where(mask, b - _apply9(full, lifted), 0)
+    even, odd = np.full((nc, wp), np.nan, np.float32), np.full((nc, wp), np.nan, np.float32)
+    dense.prolong_jacobi9_sweep(z, zc, b, lev.a, lev.inv, lev.mask, lev.ext, lev.omega, even,
+                                odd, crow, tmp)
+    np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(z[:, ~mask], 0)
 
 
 def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
