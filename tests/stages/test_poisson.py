@@ -279,8 +279,9 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
     """The first fine pass takes shortcuts that hold only for a sweep from zero (red
     z = r / d, black residual zero, no hat pass in the restriction): its z must be
     plain red-black Gauss-Seidel from zero, and its coarse right-hand side P^T of
-    the true residual r - A z; it must update x += alpha p and r -= alpha A p, and
-    never read z outside the extents' halo (NaN there).  Odd sizes and a hole
+    the true residual r - A z, written whole (NaN before; zero off the coarse
+    unknowns); it must update x += alpha p and r -= alpha A p, and never read z
+    outside the extents' halo (NaN there).  Odd sizes and a hole
     touching the image edge, as in the transpose test."""
     from stages.fusion import poisson_dense as dense
     from stages.fusion import poisson_pcg as pcg
@@ -309,7 +310,7 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
     x, r = x0.copy(), r0.copy()
     z = np.full_like(r, np.nan)
     dense.zero_halo(z, lv.ext)
-    down = wk.cb[0]
+    down = np.full_like(wk.cb[0], np.nan)  # written whole: no clearing needed before
     dense.step_presmooth_restrict(x, r, p, alpha, z, lv.d, lv.inv, lv.par, lv.ext, down,
                                   lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
 
@@ -328,6 +329,8 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
     res = rr - apply_a(z_ref)
     assert np.abs(res[:, black]).max() < 1e-5 * np.abs(rr).max()
     cmask = lv.coarse[0].mask.astype(bool)
+    assert np.isfinite(down).all()
+    np.testing.assert_array_equal(down[:, ~cmask], 0)
     u = np.where(cmask, rng.standard_normal((nc,) + cmask.shape), 0).astype(np.float32)
     up = np.zeros_like(z)
     dense.prolong(up, u, lv.mask, lv.ext, wk.crow, wk.tmp)
