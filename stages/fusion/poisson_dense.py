@@ -23,9 +23,10 @@ so only d and inv are streamed as coefficient planes.  A sweep never
 updates the row it reads (an in-place colour update would chain the points
 and not vectorise): the pre-smoothing from zero takes the same-row red
 values as inv r, the post-smoothing writes its black rows to a rolling pair
-of rows and the red sweep reads them from there.  Each PCG iteration is three
+of rows and the red sweep reads them from there.  Each PCG iteration is two
 fused passes whose rows are pipelined (a row is processed as soon as the
-rows its stencil reads are final).
+rows its stencil reads are final); CG in the Chronopoulos-Gear form (one
+reduction point per iteration) lets the direction update ride in the first.
 
 Coarse levels: 9-point Galerkin stencils a[s] (slot s = 3 (dy + 1) + dx + 1,
 see poisson_gmg), smoothed by damped Jacobi (one sweep each way; the same
@@ -101,24 +102,35 @@ def _black_into_rows(z, r, inv, pb, y, lo, hi, lo2, hi2, out):  # pragma: no cov
 
 
 @nb.njit(**_JIT)
-def _red_from_rows(z, r, inv, pr, y, lo, hi, here, south, dots):  # pragma: no cover - jit
+def _red_from_rows(z, r, d, inv, pr, y, lo, hi, here, south, dots,
+                   zaz):  # pragma: no cover - jit
     """Red Gauss-Seidel on row y from the black sweep's rows (here: row y, south: row
     y + 1, from _black_into_rows; row y - 1 of z is final), writing row y of z whole
     (red: inv (r + the four black neighbours), black: copied), and adding
-    <r_c, z_c> over the row to dots[c] in the same loop."""
+    <r_c, z_c> over the row to dots[c] and its part of <z_c, A z_c> to zaz[c] in the
+    same loop.
+
+    <z, A z> without a stencil: every edge joins a red and a black point, and a red
+    point's black neighbours sum to S = d z - r (it was updated last), so
+    <z, A z> = sum d z^2 - 2 sum_red z S = sum_black d z^2 + sum_red (2 r z - d z^2).
+    """
     nc = z.shape[0]
-    iv, pt = inv[y, lo:hi], pr[:hi - lo]
+    dd, iv, pt = d[y, lo:hi], inv[y, lo:hi], pr[:hi - lo]
     for c in range(nc):
         hm, ss, zn, rr = here[c, lo - 1:hi + 1], south[c, lo:hi], z[c, y - 1, lo:hi], r[c, y, lo:hi]
         zo = z[c, y, lo:hi]
-        acc = 0.0
+        acc, acc2 = 0.0, 0.0
         for k in range(hi - lo):
             hc = hm[k + 1]
             v = iv[k] * (rr[k] + hm[k + 2] + hm[k] + ss[k] + zn[k])
-            v = v if pt[k] != 0.0 else hc
+            red = pt[k] != 0.0
+            v = v if red else hc
             zo[k] = v
-            acc += np.float64(rr[k] * v)
+            q, e = rr[k] * v, dd[k] * v * v
+            acc += np.float64(q)
+            acc2 += np.float64((q + q - e) if red else e)
         dots[c] += acc
+        zaz[c] += acc2
 
 
 @nb.njit(**_JIT)
@@ -386,32 +398,59 @@ def _gs9_row(z, b, a, inv, y, px, lo, hi, tmp):  # pragma: no cover - jit
             zo[k] = t[k] * iv[k]
 
 
+P_KEEP, P_UPDATE, P_FIRST = 0, 1, 2  # step_presmooth_restrict's direction update
+
+
+@nb.njit(**_JIT)
+def _direction_row(x, p, z, beta, y, lo, hi, pmode):  # pragma: no cover - jit
+    """Row y of the CG direction: p = z + beta p (P_UPDATE), or p = z and x = 0 (P_FIRST:
+    the first step of a solve from x = 0; p and x may hold anything, not read)."""
+    for c in range(z.shape[0]):
+        pp, zz = p[c, y, lo:hi], z[c, y, lo:hi]
+        if pmode == P_FIRST:  # loops: slice assignments here took twice as long
+            xx = x[c, y, lo:hi]
+            for k in range(hi - lo):
+                xx[k] = 0.0
+                pp[k] = zz[k]
+        else:
+            b = beta[c]
+            for k in range(hi - lo):
+                pp[k] = zz[k] + b * pp[k]
+
+
 # ---------------------------------------------------------- fine-level passes
 
 @nb.njit(**_JIT)
 def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
-                            res, crow, tmp, smooth=True):  # pragma: no cover - jit
-    """One fused pass: x += alpha p, r -= alpha A p (rmax[c] = max|r_c|); z = red-black
+                            res, crow, tmp, beta, pmode, smooth=True):  # pragma: no cover - jit
+    """One fused pass: p = z + beta p (pmode, see _direction_row); x += alpha p, r -= alpha
+    A p (rmax[c] = max|r_c|); z = red-black
     GS(A z = r) from zero; bc = P^T (r - A z) (skipped when bc has no rows).  inv: 1/d
     on the unknowns; par: parity_rows (red / black selected per row, not streamed as
     planes).  r must be zero on each row's lo - 1 and hi (dn.zero_halo).
 
-    The x update rides here, not in update_direction, because this pass reads p
-    anyway and is bound by its instructions, that one by memory.  From zero, the
+    The x update rides here because this pass reads p anyway.  From zero, the
     sweep and its residual need no full stencils: red z = inv r, black z = inv (r +
     red neighbours) (_black_from_red), and the residual is zero on the black points
     and the sum of the black neighbours on the red ones (_red_residual_row), so the
     restriction needs no horizontal hat pass (_restrict_red_row).
     smooth=False stops after the x and r updates (a convergence check that is
     expected to end the iteration); a plane with alpha = 0 keeps its x and r.
-    Pipelined: at step y, r and red z of row y, black z of row y-1, the
-    residual of row y-2 (whose stencil rows are final by then).
+    The direction update rides here too (one reduction per CG iteration, tenth
+    round: no pass of its own); z still holds the last preconditioned residual
+    when row y + 1 of p is updated, one row ahead of its first reader.
+    Pipelined: at step y, p of row y + 1, r and red z of row y, black z of row
+    y-1, the residual of row y-2 (whose stencil rows are final by then).
     """
     nc, hp, wp = z.shape
     hf, wf = hp - 2, wp - 2
     restrict = smooth and bc.shape[1] > 0
     rbits = np.zeros(nc, np.int32)
+    if pmode != P_KEEP and hp > 2:
+        _direction_row(x, p, z, beta, 1, ext[1, 0], ext[1, 1], pmode)
     for y in range(1, hp + 1):
+        if pmode != P_KEEP and y + 1 < hp - 1:
+            _direction_row(x, p, z, beta, y + 1, ext[y + 1, 0], ext[y + 1, 1], pmode)
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
             dd, iv, one = d[y, lo:hi], inv[y, lo:hi], np.float32(1.0)
@@ -454,19 +493,23 @@ def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax
 
 
 @nb.njit(**_JIT)
-def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow, tmp,
+def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, zaz, crow, tmp,
                            rows):  # pragma: no cover - jit
     """One fused pass: z += P zc (skipped when zc has no rows); black then red GS
-    sweep on A z = r; dots[c] = <r_c, z_c> (inv, par: see step_presmooth_restrict).
+    sweep on A z = r; dots[c] = <r_c, z_c>, zaz[c] = <z_c, A z_c> (inv, par: see
+    step_presmooth_restrict).  Both dots of the iteration in one pass: the
+    Chronopoulos-Gear recurrence for <p, A p> needs no pass over p (tenth round).
 
     Pipelined: prolong row y, black row y-1 into rows[(y-1) & 1] (a rolling
-    pair of rows, [2, C, Wp]), red row y-2 from those rows into z (and its dot).
-    No sweep updates the row it reads, so each is one loop over the row.
+    pair of rows, [2, C, Wp]), red row y-2 from those rows into z (and its dots,
+    _red_from_rows).  No sweep updates the row it reads, so each is one loop over
+    the row.
     """
     nc, hp, wp = z.shape
     coarse = zc.shape[1] > 0
     for c in range(nc):
         dots[c] = 0.0
+        zaz[c] = 0.0
     for y in range(1, hp + 1):
         if coarse and y < hp - 1:
             _prolong_row(z, zc, d, y, ext[y, 0], ext[y, 1], crow, tmp)
@@ -479,46 +522,8 @@ def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, crow, tmp,
             yy = y - 2
             lo, hi = ext[yy, 0], ext[yy, 1]
             if hi > lo:
-                _red_from_rows(z, r, inv, par[(yy + lo) & 1], yy, lo, hi, rows[yy & 1],
-                               rows[(yy + 1) & 1], dots)
-
-
-@nb.njit(**_JIT)
-def update_direction(x, p, z, beta, d, ext, pq, first=False):  # pragma: no cover - jit
-    """One fused pass: p = z + beta p; pq[c] = <p_c, A p_c> (new p).
-
-    x += alpha p is done by the next step_presmooth_restrict (it reads p for
-    A p there anyway, and that pass is bound by its instructions, this one by
-    memory).  first: the first step of a solve from x = 0 (beta = 0): x = 0 is
-    set here instead of in a pass of its own.
-    No mask on A p: its off-unknown entries are multiplied by p = 0 there.
-    """
-    nc, hp, wp = z.shape
-    for c in range(nc):
-        pq[c] = 0.0
-    for y in range(1, hp + 1):
-        if y < hp - 1:
-            lo, hi = ext[y, 0], ext[y, 1]
-            for c in range(nc):
-                b = beta[c]
-                xx, pp, zz = x[c, y, lo:hi], p[c, y, lo:hi], z[c, y, lo:hi]
-                if first:  # p may hold anything (a reused buffer): not read
-                    xx[:] = 0.0
-                    pp[:] = zz
-                else:
-                    for k in range(hi - lo):
-                        pp[k] = zz[k] + b * pp[k]
-        if 2 <= y < hp:
-            yy = y - 1
-            lo, hi = ext[yy, 0], ext[yy, 1]
-            dd = d[yy, lo:hi]
-            for c in range(nc):
-                pm, pn, ps = p[c, yy, lo - 1:hi + 1], p[c, yy - 1, lo:hi], p[c, yy + 1, lo:hi]
-                acc = 0.0
-                for k in range(hi - lo):
-                    ap = dd[k] * pm[k + 1] - (pm[k + 2] + pm[k] + ps[k] + pn[k])
-                    acc += np.float64(pm[k + 1] * ap)
-                pq[c] += acc
+                _red_from_rows(z, r, d, inv, par[(yy + lo) & 1], yy, lo, hi, rows[yy & 1],
+                               rows[(yy + 1) & 1], dots, zaz)
 
 
 @nb.njit(**_JIT)

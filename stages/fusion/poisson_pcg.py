@@ -265,6 +265,7 @@ class DenseWork:
         self.even, self.odd = np.zeros((nc, wp), np.float32), np.zeros((nc, wp), np.float32)
         self.rmax = np.zeros(nc, np.float32)
         self.dots = np.zeros(nc)
+        self.zaz = np.zeros(nc)  # <z, A z> per plane
 
     def planes(self, nc: int) -> "DenseWork":
         """The same buffers restricted to the first nc planes (views, no copies)."""
@@ -276,6 +277,7 @@ class DenseWork:
         view.cb = [v[:nc] for v in self.cb]
         view.rmax = np.zeros(nc, np.float32)
         view.dots = np.zeros(nc)
+        view.zaz = np.zeros(nc)
         view.nc = nc
         return view
 
@@ -327,10 +329,15 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
               bound_plane: bool = False) -> int:
     """float32 PCG on A x = wk.r from x = 0 until max|r_c| <= goal[c] for every plane.
 
-    The planes are independent CG recurrences sharing the passes.  Three
-    fused fine-level passes per iteration (see poisson_dense): x and r updates
-    + pre-smoothing + restriction; prolongation + post-smoothing + <r, z>;
-    p update + <p, A p>.  q = A p is recomputed rather than stored.
+    The planes are independent CG recurrences sharing the passes.  Two
+    fused fine-level passes per iteration (see poisson_dense): p, x and r
+    updates + pre-smoothing + restriction; prolongation + post-smoothing +
+    <r, z> and <z, A z>.  q = A p is recomputed rather than stored.  CG in
+    the Chronopoulos-Gear form: with gamma = <r, z>, beta = gamma / gamma_old,
+    <p, A p> = <z, A z> - beta gamma / alpha_old (exact in exact arithmetic:
+    A-conjugate directions, <z, r_old> = 0), so <p, A p> needs no pass over p.
+    A plane whose denominator is not positive gets alpha = 0 and stays frozen
+    (its correction so far is kept; the float64 round after it decides).
     bound_plane: the last plane is the bound problem A v = 1; it is dropped
     from the passes as soon as it reaches its (loose) goal.  Colour planes are
     never dropped early: one stopped at its goal while the others go on starts
@@ -343,7 +350,9 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
     goal = goal.astype(np.float32)
     work, nc = wk, wk.nc
     alpha = np.zeros(nc, np.float32)
+    beta = np.zeros(nc, np.float32)
     rz = np.zeros(nc)
+    pmode = dn.P_KEEP  # the first step has no direction yet
     last = ratio = prev_step = None  # max|r| after the last step, predicted reduction
     for it in range(max_iter + 1):
         cb = work.cb[0] if lv.coarse else np.zeros((nc, 0, 0), np.float32)
@@ -352,7 +361,7 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
         check_only = ratio is not None and bool(np.all(last * ratio <= goal[:nc]))
         dn.step_presmooth_restrict(work.x, work.r, work.p, alpha, work.z, lv.d, lv.inv, lv.par,
                                    lv.ext, cb, cmask, work.rmax, work.res, work.crow,
-                                   work.tmp, not check_only)
+                                   work.tmp, beta, pmode, not check_only)
         done = work.rmax <= goal[:nc]
         if it and done.all():  # the pass has also done x += alpha p
             return it
@@ -360,13 +369,14 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
         if bound_plane and it and done[-1]:  # freeze the bound plane, go on with the others
             bound_plane = False
             nc -= 1
-            work, alpha, rz = wk.planes(nc), alpha[:nc], rz[:nc]
+            work, alpha, beta, rz = wk.planes(nc), alpha[:nc], beta[:nc], rz[:nc]
             if lv.coarse:  # the restriction just done is still valid for the kept planes
                 cb = work.cb[0]
         if check_only:  # not converged after all: pre-smooth and restrict the updated r
             dn.step_presmooth_restrict(work.x, work.r, work.p, np.zeros(nc, np.float32), work.z,
                                        lv.d, lv.inv, lv.par, lv.ext, cb, cmask,
-                                       work.rmax, work.res, work.crow, work.tmp, True)
+                                       work.rmax, work.res, work.crow, work.tmp, beta,
+                                       dn.P_KEEP, True)  # p is already updated
         rmax = rmax[:nc]
         if last is not None:
             step = np.divide(rmax, last[:nc], out=np.ones(nc), where=last[:nc] > 0)
@@ -376,12 +386,18 @@ def inner_pcg(lv: DenseLevels, wk: DenseWork, goal: np.ndarray, max_iter: int,
         if lv.coarse:
             dense_coarse_cycle(lv, work)
         dn.prolong_postsmooth_dot(work.z, cx[:nc], work.r, lv.d, lv.inv, lv.par,
-                                  lv.ext, work.dots, work.crow, work.tmp, work.rows)
-        beta = _ratio(work.dots, rz) if it else np.zeros(nc, np.float32)
-        rz = work.dots.copy()
-        dn.update_direction(work.x, work.p, work.z, beta, lv.d, lv.ext, work.dots,
-                            it == 0)  # x = 0 at it = 0; p may keep old values (beta = 0)
-        alpha = _ratio(rz, work.dots)
+                                  lv.ext, work.dots, work.zaz, work.crow, work.tmp, work.rows)
+        gamma = work.dots.copy()
+        if it:
+            beta = _ratio(gamma, rz)
+            a_old = alpha.astype(np.float64)  # the alpha r was updated with
+            pap = np.divide(beta * gamma, a_old, out=np.full(nc, np.inf), where=a_old != 0)
+            pap = work.zaz - pap  # a frozen plane (alpha 0): -inf, stays frozen
+        else:
+            beta, pap = np.zeros(nc, np.float32), work.zaz.copy()
+        pmode = dn.P_UPDATE if it else dn.P_FIRST  # P_FIRST: x = 0, p = z (both unread)
+        rz = gamma
+        alpha = _ratio(rz, pap)
     return max_iter
 
 

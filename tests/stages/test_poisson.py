@@ -253,10 +253,11 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
         wk.p[:] = 0.0
         dense.step_presmooth_restrict(wk.x, wk.r, wk.p, np.zeros(1, np.float32), wk.z, lv.d,
                                       lv.inv, lv.par, lv.ext, wk.cb[0],
-                                      lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
+                                      lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp,
+                                      np.zeros(1, np.float32), dense.P_KEEP)
         pcg.dense_coarse_cycle(lv, wk)
         dense.prolong_postsmooth_dot(wk.z, wk.cx[0], wk.r, lv.d, lv.inv,
-                                     lv.par, lv.ext, wk.dots, wk.crow, wk.tmp, wk.rows)
+                                     lv.par, lv.ext, wk.dots, wk.zaz, wk.crow, wk.tmp, wk.rows)
         return wk.z.copy()
 
     u, v = fine_vector(), fine_vector()
@@ -275,13 +276,15 @@ def _neighbour_sum(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out * mask
 
 
-def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> None:
+@pytest.mark.parametrize("pmode", ["keep", "update", "first"])
+def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: str) -> None:
     """The first fine pass takes shortcuts that hold only for a sweep from zero (red
     z = r / d, black residual zero, no hat pass in the restriction): its z must be
     plain red-black Gauss-Seidel from zero, and its coarse right-hand side P^T of
     the true residual r - A z, written whole (NaN before; zero off the coarse
-    unknowns); it must update x += alpha p and r -= alpha A p, and never read z
-    outside the extents' halo (NaN there).  Odd sizes and a hole
+    unknowns); it must first update the direction from the z it finds (p = z + beta p;
+    "first": p = z and x = 0, NaN in both before), then x += alpha p and r -= alpha A p,
+    and never read z outside the extents' halo (NaN there).  Odd sizes and a hole
     touching the image edge, as in the transpose test."""
     from stages.fusion import poisson_dense as dense
     from stages.fusion import poisson_pcg as pcg
@@ -304,19 +307,33 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual() -> No
     def apply_a(v: np.ndarray) -> np.ndarray:
         return d * v - neighbours(v)
 
-    r0, p, x0 = fine(nc), fine(nc), fine(nc)
+    r0, p0, x0, z0 = fine(nc), fine(nc), fine(nc), fine(nc)
     alpha = np.array([0.7, -0.3], np.float32)
+    beta = np.array([0.4, 1.3], np.float32)
     wk = pcg.DenseWork(lv, nc)
-    x, r = x0.copy(), r0.copy()
+    extent = np.zeros(mask.shape, bool)
+    for y, (lo, hi) in enumerate(lv.ext):
+        extent[y, lo:hi] = True
+    x, r, p = x0.copy(), r0.copy(), p0.copy()
     z = np.full_like(r, np.nan)
     dense.zero_halo(z, lv.ext)
+    mode = {"keep": dense.P_KEEP, "update": dense.P_UPDATE, "first": dense.P_FIRST}[pmode]
+    if mode != dense.P_KEEP:
+        z[:, extent] = z0[:, extent]  # the preconditioned residual the pass starts from
+    if mode == dense.P_FIRST:
+        x[:, extent] = np.nan
+        p[:, extent] = np.nan
     down = np.full_like(wk.cb[0], np.nan)  # written whole: no clearing needed before
     dense.step_presmooth_restrict(x, r, p, alpha, z, lv.d, lv.inv, lv.par, lv.ext, down,
-                                  lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp)
+                                  lv.coarse[0].mask, wk.rmax, wk.res, wk.crow, wk.tmp,
+                                  beta, mode)
 
+    p_ref = {"keep": p0, "update": z0 + beta[:, None, None] * p0, "first": z0}[pmode]
+    x_start = np.zeros_like(x0) if pmode == "first" else x0
+    np.testing.assert_allclose(p, p_ref, rtol=1e-6, atol=1e-6)
     a = alpha.astype(np.float64)[:, None, None]
-    r_ref = r0 - a * apply_a(p.astype(np.float64))
-    np.testing.assert_allclose(x, x0 + a * p, rtol=1e-5, atol=1e-6)
+    r_ref = r0 - a * apply_a(p_ref.astype(np.float64))
+    np.testing.assert_allclose(x, x_start + a * p_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r, r_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(wk.rmax, np.abs(r).max(axis=(1, 2)), rtol=1e-6)
     yy, xx = np.indices(mask.shape)
@@ -447,7 +464,8 @@ def test_first_coarse_up_leg_is_prolongation_then_damped_jacobi() -> None:
 def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     """The post-smoothing writes its black rows to a rolling pair of rows and the red
     sweep reads them there: z must be z + P zc followed by plain black then red
-    Gauss-Seidel, and dots <r, z>, whatever the rolling rows held before (NaN)."""
+    Gauss-Seidel, dots <r, z> and zaz <z, A z> (taken without a stencil, from the red
+    points' residual being zero), whatever the rolling rows held before (NaN)."""
     from stages.fusion import poisson_dense as dense
     from stages.fusion import poisson_pcg as pcg
 
@@ -471,8 +489,8 @@ def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     wk = pcg.DenseWork(lv, nc)
     wk.rows[:] = np.nan
     z = z0.copy()
-    dots = np.zeros(nc)
-    dense.prolong_postsmooth_dot(z, zc, r, lv.d, lv.inv, lv.par, lv.ext, dots, wk.crow,
+    dots, zaz = np.full(nc, np.nan), np.full(nc, np.nan)
+    dense.prolong_postsmooth_dot(z, zc, r, lv.d, lv.inv, lv.par, lv.ext, dots, zaz, wk.crow,
                                  wk.tmp, wk.rows)
 
     up = np.zeros_like(z0)
@@ -486,6 +504,8 @@ def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     ref = np.where(red, (rr + neighbours(ref)) / d, ref)
     np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dots, (rr * ref).sum(axis=(1, 2)), rtol=1e-5)
+    a_ref = np.where(mask, lv.d, 0) * ref - neighbours(ref)
+    np.testing.assert_allclose(zaz, (ref * a_ref).sum(axis=(1, 2)), rtol=1e-5)
 
 
 def test_galerkin_interior_shortcut_equals_the_full_product() -> None:
