@@ -527,7 +527,7 @@ def prolong_postsmooth_dot(z, zc, r, d, inv, par, ext, dots, zaz, crow, tmp,
 
 
 @nb.njit(**_JIT)
-def correct_residual64(x, dx, b, d, mask, ext, r, rmax, row64,
+def correct_residual64(x, dx, b, d, ext, r, rmax, row64,
                        first=False):  # pragma: no cover - jit
     """x += dx (float32 correction; first: x = dx, x's extents may hold anything, outside
     them x must be zero); r = b - A x evaluated in float64 (the certified
@@ -554,16 +554,15 @@ def correct_residual64(x, dx, b, d, mask, ext, r, rmax, row64,
             if 2 <= y < hp:
                 yy = y - 1
                 lo, hi = ext[yy, 0], ext[yy, 1]
-                dd, mm = d[yy, lo:hi], mask[yy, lo:hi]
+                dd, one = d[yy, lo:hi], np.float32(1.0)
                 xm, xn, xs = xc[yy, lo - 1:hi + 1], xc[yy - 1, lo:hi], xc[yy + 1, lo:hi]
-                bb, tt = b[c, yy, lo:hi], row64[:hi - lo]
-                for k in range(hi - lo):
-                    tt[k] = bb[k] - (dd[k] * xm[k + 1]
-                                     - mm[k] * (xm[k + 2] + xm[k] + xs[k] + xn[k]))
+                bb, tt, rr = b[c, yy, lo:hi], row64[:hi - lo], r[c, yy, lo:hi]
+                for k in range(hi - lo):  # min(d, 1): the unknown mask, as in the fine passes
+                    v = bb[k] - (dd[k] * xm[k + 1]
+                                 - min(dd[k], one) * (xm[k + 2] + xm[k] + xs[k] + xn[k]))
+                    tt[k] = v
+                    rr[k] = v
                 rbits[c] = max(rbits[c], _absmax_bits64(tt))
-                rr = r[c, yy, lo:hi]
-                for k in range(hi - lo):
-                    rr[k] = tt[k]
     rmax[:] = rbits.view(np.float64)
 
 

@@ -441,7 +441,7 @@ def refine(hier: Hierarchy, b: np.ndarray, max_error: float) -> tuple[np.ndarray
         elif m > 0.0:  # no need to go further than the certificate asks
             goal = np.maximum(goal, CERT_MARGIN * max_error * m / vmax)
         inner_pcg(lv, work, goal, MAX_INNER, nc == NPLANES)
-        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.mask, lv.ext,
+        dn.correct_residual64(x64[:nc], work.x, b[:nc], lv.d, lv.ext,
                               work.r, rmax[:nc], row64, rnd == 0)
         if nc == NPLANES:
             m, vmax = 1.0 - rmax[-1], max(float(x64[-1].max()), 0.0)

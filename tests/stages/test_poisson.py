@@ -356,6 +356,37 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: 
                           np.vdot(u[c].astype(np.float64), down[c]), rtol=1e-4)
 
 
+def test_float64_residual_is_the_true_residual_of_the_corrected_solution() -> None:
+    """The certificate rests on correct_residual64: x += dx (first: x = dx, NaN on the
+    extents before) and r = b - A x in float64, rmax its exact max |.| per plane, r
+    stored as float32; A from d alone (min(d, 1) as the unknown mask)."""
+    from stages.fusion import poisson_dense as dense
+
+    rng = np.random.default_rng(16)
+    hole = np.ones((37, 30), bool)
+    hole[rng.random(hole.shape) < 0.15] = False
+    hole[10:20, 5:25] = True
+    lv = _hierarchy_for(hole)
+    mask = lv.mask.astype(bool)
+    nc = 3
+
+    def fine() -> np.ndarray:
+        return np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+
+    b, dx1, dx2 = fine(), fine(), fine()
+    x = np.full(b.shape, np.nan)
+    dense.zero_outside(x, lv.ext)
+    r = np.full(b.shape, np.nan, np.float32)
+    rmax, row64 = np.full(nc, np.nan), np.full(lv.shape[1], np.nan)
+    for dx, first in ((dx1, True), (dx2, False)):
+        dense.correct_residual64(x, dx, b, lv.d, lv.ext, r, rmax, row64, first)
+    x_ref = dx1.astype(np.float64) + dx2
+    np.testing.assert_array_equal(x, x_ref)
+    res = b - (lv.d * x_ref - _neighbour_sum(x_ref, mask))
+    np.testing.assert_allclose(rmax, np.abs(res).max(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(r[:, mask], res[:, mask], rtol=1e-6, atol=1e-12)
+
+
 def _two_coarse_levels(seed: int):
     """The first two coarse levels (dense planes) and the first one's full 9-point
     stencil (float64 [9, Hp, Wp]), for an odd-sized hole touching the image edge."""
