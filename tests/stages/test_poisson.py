@@ -209,6 +209,15 @@ def _hierarchy(hole: np.ndarray):
     return pcg.build_hierarchy(pcg.Level(h, w, coupled, d, we, ws, dense32), max_coarse=16)
 
 
+def _odd_edge_hole(rng: np.random.Generator) -> np.ndarray:
+    """An odd-sized (37 x 30) hole touching the image edge with scattered known pixels
+    and a solid block: one-parent last rows and columns, irregular extents."""
+    hole = np.ones((37, 30), bool)
+    hole[rng.random(hole.shape) < 0.15] = False
+    hole[10:20, 5:25] = True
+    return hole
+
+
 def _hierarchy_for(hole: np.ndarray):
     """Dense levels of the multigrid hierarchy for a hole covering the whole crop."""
     from stages.fusion import poisson_pcg as pcg
@@ -224,9 +233,7 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     from stages.fusion import poisson_pcg as pcg
 
     rng = np.random.default_rng(11)
-    hole = np.ones((37, 30), bool)
-    hole[rng.random(hole.shape) < 0.15] = False
-    hole[10:20, 5:25] = True
+    hole = _odd_edge_hole(rng)
     lv = _hierarchy_for(hole)
     assert lv.coarse, "the test needs at least one coarse level"
     mask = lv.mask.astype(bool)
@@ -290,9 +297,7 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: 
     from stages.fusion import poisson_pcg as pcg
 
     rng = np.random.default_rng(12)
-    hole = np.ones((37, 30), bool)
-    hole[rng.random(hole.shape) < 0.15] = False
-    hole[10:20, 5:25] = True
+    hole = _odd_edge_hole(rng)
     lv = _hierarchy_for(hole)
     mask = lv.mask.astype(bool)
     d = lv.d.astype(np.float64)
@@ -363,9 +368,7 @@ def test_float64_residual_is_the_true_residual_of_the_corrected_solution() -> No
     from stages.fusion import poisson_dense as dense
 
     rng = np.random.default_rng(16)
-    hole = np.ones((37, 30), bool)
-    hole[rng.random(hole.shape) < 0.15] = False
-    hole[10:20, 5:25] = True
+    hole = _odd_edge_hole(rng)
     lv = _hierarchy_for(hole)
     mask = lv.mask.astype(bool)
     nc = 3
@@ -393,9 +396,7 @@ def _two_coarse_levels(seed: int):
     from stages.fusion import poisson_pcg as pcg
 
     rng = np.random.default_rng(seed)
-    hole = np.ones((37, 30), bool)
-    hole[rng.random(hole.shape) < 0.15] = False
-    hole[10:20, 5:25] = True
+    hole = _odd_edge_hole(rng)
     hier = _hierarchy(hole)
     lv = pcg.DenseLevels(hier)
     assert len(lv.coarse) >= 2, "the test needs two coarse levels"
@@ -501,9 +502,7 @@ def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     from stages.fusion import poisson_pcg as pcg
 
     rng = np.random.default_rng(13)
-    hole = np.ones((37, 30), bool)
-    hole[rng.random(hole.shape) < 0.15] = False
-    hole[10:20, 5:25] = True
+    hole = _odd_edge_hole(rng)
     hole[30, :] = False  # an empty row inside the crop
     lv = _hierarchy_for(hole)
     mask = lv.mask.astype(bool)
