@@ -406,20 +406,24 @@ P_KEEP, P_UPDATE, P_FIRST = 0, 1, 2  # step_presmooth_restrict's direction updat
 
 
 @nb.njit(**_ROW)
-def _direction_row(x, p, z, beta, y, lo, hi, pmode):  # pragma: no cover - jit
-    """Row y of the CG direction: p = z + beta p (P_UPDATE), or p = z and x = 0 (P_FIRST:
-    the first step of a solve from x = 0; p and x may hold anything, not read)."""
+def _direction_row(x, p, z, alpha, beta, y, lo, hi, pmode):  # pragma: no cover - jit
+    """Row y of the CG direction and solution: p = z + beta p, x += alpha p (P_UPDATE), or
+    p = z and x = alpha z (P_FIRST: the first step of a solve from x = 0; p and x may
+    hold anything, not read)."""
     for c in range(z.shape[0]):
-        pp, zz = p[c, y, lo:hi], z[c, y, lo:hi]
+        pp, zz, xx = p[c, y, lo:hi], z[c, y, lo:hi], x[c, y, lo:hi]
+        a = alpha[c]
         if pmode == P_FIRST:  # loops: slice assignments here took twice as long
-            xx = x[c, y, lo:hi]
             for k in range(hi - lo):
-                xx[k] = 0.0
-                pp[k] = zz[k]
+                v = zz[k]
+                pp[k] = v
+                xx[k] = a * v
         else:
             b = beta[c]
             for k in range(hi - lo):
-                pp[k] = zz[k] + b * pp[k]
+                v = zz[k] + b * pp[k]
+                pp[k] = v
+                xx[k] += a * v
 
 
 # ---------------------------------------------------------- fine-level passes
@@ -427,34 +431,35 @@ def _direction_row(x, p, z, beta, y, lo, hi, pmode):  # pragma: no cover - jit
 @nb.njit(**_JIT)
 def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax,
                             res, crow, tmp, beta, pmode, smooth=True):  # pragma: no cover - jit
-    """One fused pass: p = z + beta p (pmode, see _direction_row); x += alpha p, r -= alpha
-    A p (rmax[c] = max|r_c|); z = red-black
+    """One fused pass: p = z + beta p and x += alpha p (pmode, see _direction_row; P_KEEP:
+    neither p nor x change); r -= alpha A p (rmax[c] = max|r_c|); z = red-black
     GS(A z = r) from zero; bc = P^T (r - A z) (skipped when bc has no rows).  inv: 1/d
     on the unknowns; par: parity_rows (red / black selected per row, not streamed as
     planes).  r must be zero on each row's lo - 1 and hi (dn.zero_halo).
 
-    The x update rides here because this pass reads p anyway.  From zero, the
-    sweep and its residual need no full stencils: red z = inv r, black z = inv (r +
-    red neighbours) (_black_from_red), and the residual is zero on the black points
-    and the sum of the black neighbours on the red ones (_red_residual_row), so the
-    restriction needs no horizontal hat pass (_restrict_red_row).
-    smooth=False stops after the x and r updates (a convergence check that is
+    From zero, the sweep and its residual need no full stencils: red z = inv r, black
+    z = inv (r + red neighbours) (_black_from_red), and the residual is zero on the
+    black points and the sum of the black neighbours on the red ones
+    (_red_residual_row), so the restriction needs no horizontal hat pass
+    (_restrict_red_row).
+    smooth=False stops after the p, x and r updates (a convergence check that is
     expected to end the iteration); a plane with alpha = 0 keeps its x and r.
-    The direction update rides here too (one reduction per CG iteration, tenth
-    round: no pass of its own); z still holds the last preconditioned residual
-    when row y + 1 of p is updated, one row ahead of its first reader.
-    Pipelined: at step y, p of row y + 1, r and red z of row y, black z of row
-    y-1, the residual of row y-2 (whose stencil rows are final by then).
+    The direction update rides here (one reduction per CG iteration, tenth
+    round: no pass of its own), and x += alpha p with it, in the loop that has the
+    new p in registers; z still holds the last preconditioned residual when row
+    y + 1 of p is updated, one row ahead of its first reader.
+    Pipelined: at step y, p and x of row y + 1, r and red z of row y, black z of
+    row y-1, the residual of row y-2 (whose stencil rows are final by then).
     """
     nc, hp, wp = z.shape
     hf, wf = hp - 2, wp - 2
     restrict = smooth and bc.shape[1] > 0
     rbits = np.zeros(nc, np.int32)
     if pmode != P_KEEP and hp > 2:
-        _direction_row(x, p, z, beta, 1, ext[1, 0], ext[1, 1], pmode)
+        _direction_row(x, p, z, alpha, beta, 1, ext[1, 0], ext[1, 1], pmode)
     for y in range(1, hp + 1):
         if pmode != P_KEEP and y + 1 < hp - 1:
-            _direction_row(x, p, z, beta, y + 1, ext[y + 1, 0], ext[y + 1, 1], pmode)
+            _direction_row(x, p, z, alpha, beta, y + 1, ext[y + 1, 0], ext[y + 1, 1], pmode)
         if y < hp - 1:
             lo, hi = ext[y, 0], ext[y, 1]
             dd, iv, one = d[y, lo:hi], inv[y, lo:hi], np.float32(1.0)
@@ -462,12 +467,10 @@ def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax
             for c in range(nc):
                 a = alpha[c]
                 pm, pn, ps = p[c, y, lo - 1:hi + 1], p[c, y - 1, lo:hi], p[c, y + 1, lo:hi]
-                rr, xo = r[c, y, lo:hi], x[c, y, lo:hi]
-                zo = z[c, y, lo:hi]
-                if a != 0.0 and smooth:  # one loop: x and r updates, red z from zero
+                rr, zo = r[c, y, lo:hi], z[c, y, lo:hi]
+                if a != 0.0 and smooth:  # one loop: r update, red z from zero
                     for k in range(hi - lo):
                         pc = pm[k + 1]
-                        xo[k] += a * pc
                         v = rr[k] - a * (dd[k] * pc
                                          - min(dd[k], one) * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
                         rr[k] = v
@@ -477,7 +480,6 @@ def step_presmooth_restrict(x, r, p, alpha, z, d, inv, par, ext, bc, cmask, rmax
                 if a != 0.0:
                     for k in range(hi - lo):
                         pc = pm[k + 1]
-                        xo[k] += a * pc
                         rr[k] -= a * (dd[k] * pc
                                       - min(dd[k], one) * (pm[k + 2] + pm[k] + ps[k] + pn[k]))
                 rbits[c] = max(rbits[c], _absmax_bits32(rr))

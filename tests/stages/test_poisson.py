@@ -289,9 +289,10 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: 
     z = r / d, black residual zero, no hat pass in the restriction): its z must be
     plain red-black Gauss-Seidel from zero, and its coarse right-hand side P^T of
     the true residual r - A z, written whole (NaN before; zero off the coarse
-    unknowns); it must first update the direction from the z it finds (p = z + beta p;
-    "first": p = z and x = 0, NaN in both before), then x += alpha p and r -= alpha A p,
-    and never read z outside the extents' halo (NaN there).  Odd sizes and a hole
+    unknowns); it must first update the direction from the z it finds and the solution
+    with it (p = z + beta p, x += alpha p; "first": p = z and x = alpha z, NaN in both
+    before; "keep": neither changes), then r -= alpha A p, and never read z outside the
+    extents' halo (NaN there).  Odd sizes and a hole
     touching the image edge, as in the transpose test."""
     from stages.fusion import poisson_dense as dense
     from stages.fusion import poisson_pcg as pcg
@@ -334,11 +335,11 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: 
                                   beta, mode)
 
     p_ref = {"keep": p0, "update": z0 + beta[:, None, None] * p0, "first": z0}[pmode]
-    x_start = np.zeros_like(x0) if pmode == "first" else x0
     np.testing.assert_allclose(p, p_ref, rtol=1e-6, atol=1e-6)
     a = alpha.astype(np.float64)[:, None, None]
     r_ref = r0 - a * apply_a(p_ref.astype(np.float64))
-    np.testing.assert_allclose(x, x_start + a * p_ref, rtol=1e-5, atol=1e-6)
+    x_ref = {"keep": x0, "update": x0 + a * p_ref, "first": a * p_ref}[pmode]
+    np.testing.assert_allclose(x, x_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r, r_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(wk.rmax, np.abs(r).max(axis=(1, 2)), rtol=1e-6)
     yy, xx = np.indices(mask.shape)
