@@ -301,15 +301,6 @@ def _close_coarse_row(bc, cmask, yf, hf):  # pragma: no cover - jit
         bc[:, bc.shape[1] - 1, :] = 0.0
 
 
-@nb.njit(**_JIT)
-def _apply_mask(v, mask):  # pragma: no cover - jit
-    nc, hp, wp = v.shape
-    for c in range(nc):
-        for y in range(hp):
-            for i in range(wp):
-                v[c, y, i] *= mask[y, i]
-
-
 @nb.njit(**_ROW)
 def _prolong_row(z, zc, mask, y, lo, hi, crow, tmp):  # pragma: no cover - jit
     """z[:, y] += mask * (P zc) for one padded fine row y, on its columns [lo, hi).
