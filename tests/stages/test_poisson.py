@@ -192,6 +192,11 @@ def test_hole_depth_is_the_city_block_distance_to_known_pixels() -> None:
     assert hole_depth(edge, 0, 0, 5, 5, 10) == 2
 
 
+def _on_unknowns(rng: np.random.Generator, mask: np.ndarray, planes: int) -> np.ndarray:
+    """`planes` float32 standard-normal planes on the unknowns (mask != 0), zero elsewhere."""
+    return np.where(mask != 0, rng.standard_normal((planes,) + mask.shape), 0).astype(np.float32)
+
+
 def _hierarchy(hole: np.ndarray):
     """The multigrid hierarchy for a hole covering the whole crop."""
     from stages.fusion import poisson_dense as dense
@@ -239,11 +244,11 @@ def test_transfers_are_transposes_and_the_preconditioner_is_symmetric() -> None:
     mask = lv.mask.astype(bool)
 
     def fine_vector() -> np.ndarray:
-        return np.where(mask, rng.standard_normal((1,) + mask.shape), 0).astype(np.float32)
+        return _on_unknowns(rng, mask, 1)
 
     wk = pcg.DenseWork(lv, 1)
     cmask = lv.coarse[0].mask.astype(bool)
-    coarse = np.where(cmask, rng.standard_normal((1,) + cmask.shape), 0).astype(np.float32)
+    coarse = _on_unknowns(rng, cmask, 1)
     up = np.zeros_like(wk.z)
     dense.prolong(up, coarse, lv.mask, lv.ext, wk.crow, wk.tmp)
     y = fine_vector()
@@ -305,7 +310,7 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: 
     nc = 2
 
     def fine(n: int) -> np.ndarray:
-        return np.where(mask, rng.standard_normal((n,) + mask.shape), 0).astype(np.float32)
+        return _on_unknowns(rng, mask, n)
 
     def neighbours(v: np.ndarray) -> np.ndarray:
         return _neighbour_sum(v, mask)
@@ -354,7 +359,7 @@ def test_first_pass_is_red_black_gauss_seidel_and_restricts_its_residual(pmode: 
     cmask = lv.coarse[0].mask.astype(bool)
     assert np.isfinite(down).all()
     np.testing.assert_array_equal(down[:, ~cmask], 0)
-    u = np.where(cmask, rng.standard_normal((nc,) + cmask.shape), 0).astype(np.float32)
+    u = _on_unknowns(rng, cmask, nc)
     up = np.zeros_like(z)
     dense.prolong(up, u, lv.mask, lv.ext, wk.crow, wk.tmp)
     for c in range(nc):
@@ -375,7 +380,7 @@ def test_float64_residual_is_the_true_residual_of_the_corrected_solution() -> No
     nc = 3
 
     def fine() -> np.ndarray:
-        return np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+        return _on_unknowns(rng, mask, nc)
 
     b, dx1, dx2 = fine(), fine(), fine()
     x = np.full(b.shape, np.nan)
@@ -419,7 +424,7 @@ def _check_restricted(lev, nxt, res: np.ndarray, down: np.ndarray, rng) -> None:
     nc, wp = res.shape[0], res.shape[2]
     assert np.isfinite(down).all()
     np.testing.assert_array_equal(down[:, nxt.mask == 0], 0)
-    u = np.where(nxt.mask != 0, rng.standard_normal((nc,) + nxt.mask.shape), 0).astype(np.float32)
+    u = _on_unknowns(rng, nxt.mask, nc)
     up = np.zeros(res.shape, np.float32)
     dense.prolong(up, u, lev.mask, lev.ext, np.zeros((nc, wp), np.float32),
                   np.zeros(wp, np.float32))
@@ -438,8 +443,7 @@ def test_coarse_residual_restriction_is_p_transpose_of_the_nine_point_residual()
     rng = np.random.default_rng(14)
     lev, nxt, full = _two_coarse_levels(14)
     mask, nc, wp = lev.mask.astype(bool), 2, lev.mask.shape[1]
-    z, b = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
-            for _ in range(2))
+    z, b = _on_unknowns(rng, mask, nc), _on_unknowns(rng, mask, nc)
     down = np.full((nc,) + nxt.mask.shape, np.nan, np.float32)
     scratch = np.full((nc, wp), np.nan, np.float32)
     crow, tmp = np.zeros((nc, wp), np.float32), np.zeros(wp, np.float32)
@@ -456,7 +460,7 @@ def test_first_coarse_down_leg_is_jacobi_from_zero_then_restricted_residual() ->
     lev, nxt, full = _two_coarse_levels(15)
     assert lev.omega > 0
     mask, nc, wp = lev.mask.astype(bool), 2, lev.mask.shape[1]
-    b = np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
+    b = _on_unknowns(rng, mask, nc)
     x = np.full_like(b, np.nan)
     down = np.full((nc,) + nxt.mask.shape, np.nan, np.float32)
     scratch = np.full((nc, wp), np.nan, np.float32)
@@ -478,10 +482,8 @@ def test_first_coarse_up_leg_is_prolongation_then_damped_jacobi() -> None:
     rng = np.random.default_rng(16)
     lev, nxt, full = _two_coarse_levels(16)
     mask, nc, wp = lev.mask.astype(bool), 2, lev.mask.shape[1]
-    z, b = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
-            for _ in range(2))
-    zc = np.where(nxt.mask != 0, rng.standard_normal((nc,) + nxt.mask.shape),
-                  0).astype(np.float32)
+    z, b = _on_unknowns(rng, mask, nc), _on_unknowns(rng, mask, nc)
+    zc = _on_unknowns(rng, nxt.mask, nc)
     crow, tmp = np.zeros((nc, wp), np.float32), np.zeros(wp, np.float32)
     lifted = z.copy()
     dense.prolong(lifted, zc, lev.mask, lev.ext, crow, tmp)
@@ -513,10 +515,9 @@ def test_second_pass_is_prolongation_then_black_red_gauss_seidel() -> None:
     def neighbours(v: np.ndarray) -> np.ndarray:
         return _neighbour_sum(v, mask)
 
-    z0, r = (np.where(mask, rng.standard_normal((nc,) + mask.shape), 0).astype(np.float32)
-             for _ in range(2))
+    z0, r = _on_unknowns(rng, mask, nc), _on_unknowns(rng, mask, nc)
     cmask = lv.coarse[0].mask.astype(bool)
-    zc = np.where(cmask, rng.standard_normal((nc,) + cmask.shape), 0).astype(np.float32)
+    zc = _on_unknowns(rng, cmask, nc)
     wk = pcg.DenseWork(lv, nc)
     wk.rows[:] = np.nan
     z = z0.copy()
