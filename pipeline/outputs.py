@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +37,14 @@ def atomic_target(path: Path) -> Iterator[Path]:
 
 def remove_interrupted_writes(folder: Path) -> int:
     """Delete the temp files of writes a killed run never finished (`atomic_target`'s names), so a
-    resumed run leaves only whole files; only under the run's lock, when no writer can be alive."""
+    resumed run leaves only whole files, and scratch folders by the same naming (a consolidation's
+    spilled keys); only under the run's lock, when no writer can be alive."""
     removed = 0
     for tmp in folder.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         removed += 1
     return removed
 

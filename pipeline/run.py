@@ -24,7 +24,7 @@ from pipeline.config import RunConfig
 from pipeline.local_ray import LocalRay, join_ray, local_resources, size_local_ray, start_local_ray
 from pipeline.outputs import IMAGES_SUBDIR, remove_interrupted_writes, storage_failure, storage_reason, write_atomic
 from pipeline.resources import ResourcePlan, plan_resources, sample_pixels
-from pipeline.results_store import ResultsStore, write_parquet_atomic
+from pipeline.results_store import ResultCounts, ResultsStore, write_parquet_atomic
 from pipeline.scoring import resolve_scoring
 from pipeline.todo import SPILL_NAME, ManifestExtras, Todo, TodoOptions, prepare_todo
 from pipeline.versions import package_versions
@@ -301,12 +301,9 @@ def _batches_until_ray_gives_up(ds, keep_results: Callable[[], None]) -> Iterato
 
 
 def _write_run_json(config: RunConfig, out: Path, summary: RunSummary, plan: ResourcePlan | None,
-                    started_at: str, final: pa.Table | None) -> None:
-    counts = {"rows_total": 0, "ok": 0, "error": 0}
-    if final is not None:
-        statuses = final[schema.STATUS].to_pylist()
-        counts = {"rows_total": len(statuses), "ok": statuses.count("ok"),
-                  "error": len(statuses) - statuses.count("ok")}
+                    started_at: str, final: ResultCounts | None) -> None:
+    final = final or ResultCounts()
+    counts = {"rows_total": final.rows_total, "ok": final.ok, "error": final.error}
     record = {
         "config": config.to_json(), "config_hash": config.config_hash(), "versions": package_versions(),
         "started_at": started_at, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
