@@ -35,6 +35,9 @@ def test_unique_ids_take_the_fast_path_in_row_order(tmp_path):
     assert table["row"].to_pylist() == list(range(60)) and len(set(table["id"].to_pylist())) == 60
     assert store.consolidate() == ResultCounts(rows_total=60, ok=60) and len(store.parts()) == 1
     assert store.read().equals(table)
+    consolidated = store.parts()[0].stat().st_mtime_ns, store.parts()[0].name
+    assert store.consolidate() == ResultCounts(rows_total=60, ok=60)  # one part in order: kept as it is
+    assert (store.parts()[0].stat().st_mtime_ns, store.parts()[0].name) == consolidated
 
 
 def test_consolidation_streams_in_chunks_across_parts_and_schemas(tmp_path, monkeypatch):
