@@ -143,8 +143,8 @@ def _ordered_keys(parts: list[Path], total: int, spill: Path) -> Iterator[pa.Tab
         return
     schema_ = KEY_SCHEMA.append(pa.field("_part", pa.int32())).append(pa.field("_index", pa.int64()))
     writers = [pq.ParquetWriter(spill / f"bucket-{b}.parquet", schema_) for b in range(buckets)]
-    # Each bucket's keys are written MERGE_READ_ROWS at a time: a writer keeps every row group's
-    # metadata until it closes: a row group per part and bucket cost +36 MiB at 4M results.
+    # Each bucket's keys are written MERGE_READ_ROWS at a time, since a writer keeps every row
+    # group's metadata until it closes (a row group per part and bucket: +36 MiB at 4M results).
     held: list[list[pa.Table]] = [[] for _ in range(buckets)]
     try:
         for keys in _part_keys(parts):
