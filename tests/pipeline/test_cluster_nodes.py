@@ -121,8 +121,11 @@ def test_losing_the_second_node_mid_run_loses_nothing(tmp_path, bench_dev, clust
     old_actors, old_calls = set(second.actor_pids()), cluster.slow_calls()
     proc = _start_run(cluster, manifest, out, 0.5)
     deadline = time.time() + RUN_SECONDS
-    _wait_for_actor(second, deadline, old_actors)
-    done = _wait_for_calls(cluster, old_calls + 2, deadline) - old_calls
+    victim = _wait_for_actor(second, deadline, old_actors)
+    _wait_for_calls(cluster, old_calls + 2, deadline)
+    while time.time() < deadline and not cluster.in_call(victim):  # it holds a batch: the loss strands it
+        time.sleep(0.01)
+    done = cluster.slow_calls() - old_calls
     second.kill()  # its raylet, object store and workers at once, as when a machine is lost
     log = _finish(proc, cluster)
     assert done < ROWS // BATCH, "the kill must land mid-run"

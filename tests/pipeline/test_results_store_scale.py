@@ -1,4 +1,5 @@
-"""ResultsStore.read at scale: newest part per id (variants included), manifest row order."""
+"""ResultsStore at scale: newest part per id (variants included), manifest row order, and a consolidation
+that spills its keys into buckets by id hash beyond KEY_BUCKET_ROWS results."""
 from __future__ import annotations
 
 import pyarrow as pa
