@@ -103,12 +103,17 @@ def _row_groups(path: Path, columns: list[str] | None = None) -> Iterator[pa.Tab
         yield file.read_row_group(group, columns=columns, use_threads=False)
 
 
+def _key_groups(part: Path) -> Iterator[pa.Table]:
+    """A part's key columns in KEY_SCHEMA's order and types, a row group at a time."""
+    for group in _row_groups(part, list(KEYS)):
+        yield group.select(list(KEYS)).cast(KEY_SCHEMA)
+
+
 def _part_keys(parts: list[Path]) -> Iterator[pa.Table]:
     """Every part's key columns with positions, a row group at a time."""
     for number, part in enumerate(parts):
         index = 0
-        for group in _row_groups(part, list(KEYS)):
-            keys = group.select(list(KEYS)).cast(KEY_SCHEMA)
+        for keys in _key_groups(part):
             yield _with_position(keys, number, index)
             index += len(keys)
 
@@ -246,8 +251,7 @@ def _gather(parts: list[Path], group_starts: list[np.ndarray], part_of: np.ndarr
 def _in_order(part: Path) -> bool:
     """Whether a part's rows are already in ORDER (what a consolidation writes)."""
     previous = None
-    for group in _row_groups(part, list(KEYS)):
-        keys = group.select(list(KEYS)).cast(KEY_SCHEMA)
+    for keys in _key_groups(part):
         if previous is not None:
             keys = pa.concat_tables([previous, keys])
         if not keys.equals(keys.take(pc.sort_indices(keys, sort_keys=ORDER))):
