@@ -33,7 +33,10 @@ MAX_BLOCKS = 500
 # The floor matters for small images only: a full 64 MiB of 32×32 rows kept ~50 MiB of store pages
 # mapped after the first 20 s of a long run, 32 MiB ~28 MiB (100k rows −16 to −22 MiB at the peak,
 # images/s within the run-to-run noise: 1,086 / 1,138 against 1,107 / 1,155); 16 MiB cost 3-4 %.
-INFLIGHT_BATCHES_PER_ACTOR = 8
+# Above the floor (large images), 4 batches rather than 8: on 1,000 rows of 256×256 (64-row batches,
+# 64 MiB each) the store's pages mapped by the task workers grew to 131-162 MiB each as the run filled
+# 512 MiB; with 256 MiB the peak fell from 1,809 to 1,476-1,489 MiB at 9.1-9.4 against 8.0 images/s.
+INFLIGHT_BATCHES_PER_ACTOR = 4
 MIN_INFLIGHT_BYTES = 32 * 1024 * 1024
 UNKNOWN_PIXELS_PER_ROW = 1024 * 1024  # no image header could be read: assume large photos
 
