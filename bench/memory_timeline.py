@@ -50,13 +50,13 @@ def record(command: list[str], log: Path, every: float) -> tuple[list[tuple[floa
             for proc in scale_bench._tree(root):
                 try:
                     snapshot[proc.pid] = rollup(proc.pid)
-                    name, title = scale_bench.role(proc, child.pid)
+                    _, title = scale_bench.role(proc, child.pid)  # a non-worker's title is its role
                 except (OSError, psutil.Error):
                     continue
-                if name != "worker" or "IDLE" not in title:  # keep a worker's busiest title
-                    names[proc.pid] = title if name == "worker" else name
-                else:
+                if "IDLE" in title:  # keep a worker's busiest title
                     names.setdefault(proc.pid, title)
+                else:
+                    names[proc.pid] = title
             series.append((time.perf_counter() - start, snapshot))
             time.sleep(every)
     if child.returncode != 0:
