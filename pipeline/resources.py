@@ -24,7 +24,13 @@ CPU_METHOD_MAX_BATCH = 128
 BATCH_PIXEL_BYTES = 64 * 1024 * 1024
 BYTES_PER_PIXEL = 16
 # Very large manifests get bigger blocks: each block is a read task (pipeline.todo_source) that the
-# driver plans and tracks for the whole run, so their number stays bounded, not their size.
+# driver plans and tracks for the whole run (~4 KB and ~20 ms of driver time each), so their number
+# stays bounded, not their size; but a block never holds more pixels than a batch may (64 MiB), as
+# the load stage turns a read block into one block of pixels. For small images that leaves the count
+# bounded (32×32: up to 32 batches a block); for faces a block stays one batch however long the
+# manifest. Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a 100k-row manifest had them,
+# 1,702-1,717 MiB at the peak and 16-19 images/s; in blocks of one batch 1,521-1,528 MiB and 23-24
+# images/s. 1M rows would have loaded 2,048-row blocks, 940 MB each.
 MAX_BLOCKS = 500
 # Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
 # object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
@@ -88,9 +94,11 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
         fits = BATCH_PIXEL_BYTES // (BYTES_PER_PIXEL * pixels_per_row) if pixels_per_row else 0  # unknown: keep it
         batch = max(batch, min(CPU_METHOD_MAX_BATCH, fits, math.ceil(n_rows / (2 * pool))))
     pool = max(1, min(pool, math.ceil(n_rows / batch))) if n_rows else 1
-    # Blocks of one batch spread work over the pool; very large manifests get blocks of several.
-    rows_per_block = batch * math.ceil(max(batch, math.ceil(n_rows / MAX_BLOCKS)) / batch) if n_rows else batch
+    # Blocks of one batch spread work over the pool; very large manifests get blocks of several, as
+    # many as stay under a batch's pixel cap.
     batch_bytes = batch * (pixels_per_row or UNKNOWN_PIXELS_PER_ROW) * BYTES_PER_PIXEL
+    batches_by_count = math.ceil(max(batch, math.ceil(n_rows / MAX_BLOCKS)) / batch) if n_rows else 1
+    rows_per_block = batch * min(batches_by_count, max(1, BATCH_PIXEL_BYTES // batch_bytes))
     inflight = max(MIN_INFLIGHT_BYTES, INFLIGHT_BATCHES_PER_ACTOR * pool * batch_bytes)
     return ResourcePlan(actors=pool, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
                         task_cpus=task_cpus, batch_size=batch, rows_per_block=rows_per_block,

@@ -41,6 +41,18 @@ def test_small_jobs_do_not_start_idle_actors_and_blocks_spread():
     assert big.batch_size == 128 and big.rows_per_block == 256  # whole batches, at most 500 blocks
 
 
+def test_long_manifests_get_blocks_of_several_batches_only_while_their_pixels_fit_a_batch():
+    def block(rows: int, side: int) -> tuple[int, int]:
+        plan = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=rows, pixels_per_row=side * side)
+        return plan.batch_size, plan.rows_per_block
+
+    assert block(5_000, 32) == (128, 128) and block(1_000_000, 32) == (128, 2048)  # 500 blocks
+    assert block(1_000_000, 64) == (128, 1024)  # 8 batches of 64×64 are 64 MiB: 977 blocks
+    # Faces: a batch is 64 MiB already, so a block stays one batch however long the manifest.
+    assert block(5_000, 256) == block(100_000, 256) == block(1_000_000, 256) == (64, 64)
+    assert block(100_000, 512) == (16, 16)
+
+
 def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
     two = plan_resources(2, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000, pixels_per_row=64 * 64)
     assert (two.actors, two.actor_cpus, two.task_cpus, two.batch_size) == (1, 0.5, 0.5, 128)
@@ -54,7 +66,8 @@ def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
     assert (big.actor_cpus, big.task_cpus) == (1, 1)
     assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000, batch_size=8).batch_size == 8
     gpu = plan_resources(16, 2, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=5000)
-    assert (gpu.actors, gpu.batch_size, gpu.rows_per_block) == (2, 4, 12)  # 3 batches: 417 blocks
+    # 4 rows of unknown size (assumed 1 megapixel) are a whole 64 MiB batch: blocks of one batch.
+    assert (gpu.actors, gpu.batch_size, gpu.rows_per_block) == (2, 4, 4)
 
 
 def test_inflight_budget_is_a_few_batches_per_actor_with_a_floor():
