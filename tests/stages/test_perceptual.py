@@ -8,7 +8,7 @@ from PIL import Image
 from scipy.ndimage import correlate1d
 
 from stages.batch import EMPTY_IMAGE, to_column
-from stages.metrics import MS_SSIM_MIN_SIDE, ScoreConfig, ms_ssim, score_batch
+from stages.metrics import MS_SSIM_MIN_SIDE, ScoreConfig, ms_ssim, score_batch, score_row, ssim, ssim_hole
 from stages.perceptual import build_lpips, cached_lpips, lpips_distances
 from tests.helpers import save_random_torchvision
 
@@ -165,3 +165,79 @@ def test_vgg_lpips_loads_the_torchvision_vgg16_trunk(faces):
     assert torch.equal(getattr(model.net.slice5, "28").weight, state["features.28.weight"])
     same, different = lpips_distances(model, [faces[0], faces[1]], [faces[0], faces[0]])
     assert same == pytest.approx(0.0, abs=1e-7) and different > 0
+
+
+def _float64_ssim_maps(x: np.ndarray, y: np.ndarray, blur) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-channel SSIM and contrast-structure maps written plainly: one channel at a time, float64,
+    the 5 blurred moments each on its own (the metrics' code before it was made fast)."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ssim_maps, cs_maps = [], []
+    for c in range(x.shape[2]):
+        a, b = x[..., c].astype(np.float64), y[..., c].astype(np.float64)
+        ma, mb = blur(a), blur(b)
+        va, vb, cov = blur(a * a) - ma**2, blur(b * b) - mb**2, blur(a * b) - ma * mb
+        cs = (2 * cov + c2) / (va + vb + c2)
+        ssim_maps.append((2 * ma * mb + c1) / (ma**2 + mb**2 + c1) * cs)
+        cs_maps.append(cs)
+    return ssim_maps, cs_maps
+
+
+def _float64_metrics(x: np.ndarray, y: np.ndarray, hole: np.ndarray) -> tuple[float, float, float]:
+    """(SSIM, masked SSIM, MS-SSIM) from `_float64_ssim_maps`; MS-SSIM pools with numpy."""
+    import cv2
+
+    def same(z):
+        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    def valid(z):
+        return correlate1d(correlate1d(z, kernel, axis=0), kernel, axis=1)[5:-5, 5:-5]
+
+    def pool(z):  # torch avg_pool2d(2, padding=side % 2): a zero before an odd side, counted
+        z = np.pad(z, [(z.shape[0] % 2, 0), (z.shape[1] % 2, 0), (0, 0)])
+        return z[: z.shape[0] // 2 * 2, : z.shape[1] // 2 * 2].reshape(
+            z.shape[0] // 2, 2, z.shape[1] // 2, 2, -1).mean(axis=(1, 3))
+
+    kernel = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    kernel /= kernel.sum()
+    maps, _ = _float64_ssim_maps(x, y, same)
+    ssim_value = float(np.mean([m[5:-5, 5:-5].mean() for m in maps]))
+    hole_value = float(np.mean(maps, axis=0)[hole].mean())
+    a, b, value = x.astype(np.float64), y.astype(np.float64), np.ones(x.shape[2])
+    for level, weight in enumerate((0.0448, 0.2856, 0.3001, 0.2363, 0.1333)):
+        ssim_maps, cs_maps = _float64_ssim_maps(a, b, valid)
+        chosen = cs_maps if level < 4 else ssim_maps
+        value *= np.maximum([m.mean() for m in chosen], 0) ** weight
+        a, b = pool(a), pool(b)
+    return ssim_value, hole_value, float(value.mean())
+
+
+def test_fast_ssim_and_ms_ssim_equal_plain_float64_on_real_faces(faces256, nvidia_masks):
+    """The fast path (float64 channel planes, 4 blurs a scale, OpenCV pooling, SSIM's finest
+    scale shared with MS-SSIM) against the plain computation, on real faces: different faces, a
+    face with a real NVIDIA hole zeroed, a noisy one, odd and non-square sizes.
+    The contract is 1e-6; the fast path is float64 and is off by ~1e-14, while float32 (even
+    centred) was off by ~1e-6, so 1e-9 tells a precision loss on a handful of pairs."""
+    faces = [np.asarray(Image.open(p).convert("RGB")) for p in faces256[:6]]
+    cases = []
+    for i in range(3):
+        hole = np.asarray(Image.open(nvidia_masks[7 * i]).convert("L").resize((256, 256), Image.NEAREST)) > 0
+        damaged = faces[i].copy()
+        damaged[hole] = 0
+        noisy = np.clip(faces[i] + np.random.default_rng(i).integers(-20, 21, faces[i].shape), 0, 255).astype(np.uint8)
+        cases += [(faces[i], faces[i + 3], hole), (damaged, faces[i], hole), (noisy, faces[i], hole)]
+    for height, width in [(201, 233), (161, 300)]:
+        a = np.asarray(Image.fromarray(faces[4]).resize((width, height)))
+        b = np.array(Image.fromarray(faces[5]).resize((width, height)))
+        hole = np.zeros((height, width), bool)
+        hole[height // 3: height // 2, width // 4:] = True
+        b[hole] = 0
+        cases.append((b, a, hole))
+    for output, gt, hole in cases:
+        want_ssim, want_hole, want_ms = _float64_metrics(output, gt, hole)
+        row = score_row(output, gt, hole, with_ms_ssim=True)
+        assert ssim(output, gt) == row["ssim"] == pytest.approx(want_ssim, abs=1e-9)
+        assert ssim_hole(output, gt, hole) == pytest.approx(want_hole, abs=1e-9)
+        assert ms_ssim(output, gt) == pytest.approx(want_ms, abs=1e-9)
+        assert row["ms_ssim"] == pytest.approx(want_ms, abs=1e-9)
+    same = faces[0]
+    assert ssim(same, same) == ms_ssim(same, same) == ssim_hole(same, same, same[..., 0] > 0) == 1.0
