@@ -28,7 +28,7 @@ from pipeline.run import execute  # noqa: E402
 from stages.fusion import paste_fuse  # noqa: E402
 from stages.imageio import encode_png  # noqa: E402
 from stages.load import LoadConfig, load_row  # noqa: E402
-from stages.metrics import ms_ssim, score_row  # noqa: E402
+from stages.metrics import score_row  # noqa: E402
 from workers.base import MethodInputs  # noqa: E402
 from workers.registry import get_method  # noqa: E402
 
@@ -57,8 +57,7 @@ def plain_loop(table: pa.Table, out: Path) -> float:
         hole = loaded.hole.astype(bool)
         generated = method(MethodInputs([row["id"]], [loaded.image], [hole])).generated[0]
         result = paste_fuse(loaded.image, generated, hole)
-        score_row(result, loaded.gt, hole)
-        ms_ssim(result, loaded.gt)  # the score stage computes it too (LPIPS is off without its weights)
+        score_row(result, loaded.gt, hole, with_ms_ssim=True)  # as the score stage (LPIPS is off without its weights)
         write_atomic(out / f"{output_stem(row['id'], 0)}.png", encode_png(result))
     return time.perf_counter() - start
 
