@@ -132,7 +132,7 @@ def ms_ssim(output: np.ndarray, gt: np.ndarray) -> float:
     averaged. NaN when the smaller side is under ``MS_SSIM_MIN_SIDE``.
 
     Equal to `pytorch_msssim.ms_ssim(data_range=255)` (the tests check it to 1e-6); written with
-    OpenCV because the library's grouped convolutions are 6-12x slower on one CPU thread
+    OpenCV because the library's grouped convolutions are 10-17x slower on one CPU thread
     (bench/metrics_bench.py)."""
     return _ms_ssim(_planes(output), _planes(gt))
 
