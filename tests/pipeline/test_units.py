@@ -1,5 +1,4 @@
 """Unit tests of pipeline/ pieces that need no Ray."""
-import json
 import subprocess
 import sys
 
