@@ -24,13 +24,13 @@ CPU_METHOD_MAX_BATCH = 128
 BATCH_PIXEL_BYTES = 64 * 1024 * 1024
 BYTES_PER_PIXEL = 16
 # Very large manifests get bigger blocks: each block is a read task (pipeline.todo_source) that the
-# driver plans and tracks for the whole run (~4 KB and ~20 ms of driver time each), so their number
-# stays bounded, not their size; but a block never holds more pixels than a batch may (64 MiB), as
-# the load stage turns a read block into one block of pixels. For small images that leaves the count
-# bounded (32×32: up to 32 batches a block); for faces a block stays one batch however long the
-# manifest. Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a 100k-row manifest had them,
-# 1,702-1,717 MiB at the peak and 16-19 images/s; in blocks of one batch 1,521-1,528 MiB and 23-24
-# images/s. 1M rows would have loaded 2,048-row blocks, 940 MB each.
+# driver plans and tracks for the whole run (about 4 KB of heap and 20 ms of scheduling each), so
+# their number stays bounded, not their size; but a block never holds more pixels than a batch may
+# (64 MiB), as the load stage turns a read block into one block of pixels. For small images that
+# leaves the count bounded (32×32: up to 32 batches a block); for faces a block stays one batch
+# however long the manifest. Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a 100k-row
+# manifest had them, 1,702-1,717 MiB at the peak and 16-19 images/s; in blocks of one batch
+# 1,521-1,528 MiB and 23-24 images/s. 1M rows would have loaded 2,048-row blocks, 940 MB each.
 MAX_BLOCKS = 500
 # Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
 # object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
