@@ -89,6 +89,11 @@ def _ssim_maps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (2 * mu_xy + _C1) / (mu_sq + _C1) * cs, cs
 
 
+def _channel_ssim_maps(output: np.ndarray, gt: np.ndarray) -> list[np.ndarray]:
+    """Each RGB channel's SSIM map of two `[H,W,3] uint8` images (what `ssim` and `ssim_hole` average)."""
+    return [_ssim_maps(x, y)[0] for x, y in zip(_planes(output), _planes(gt))]
+
+
 def _mean_ssim(ssim_maps: list[np.ndarray]) -> float:
     """Mean over the inner positions per channel, then over channels (as scikit-image)."""
     return float(np.mean([_inner(s).mean() for s in ssim_maps]))
@@ -101,7 +106,7 @@ def ssim(output: np.ndarray, gt: np.ndarray) -> float:
     use_sample_covariance=False, data_range=255, channel_axis=2)`: the border half-window, where the
     filter sees padding, is left out of the mean as there.
     """
-    return _mean_ssim([_ssim_maps(x, y)[0] for x, y in zip(_planes(output), _planes(gt))])
+    return _mean_ssim(_channel_ssim_maps(output, gt))
 
 
 def ssim_hole(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> float:
@@ -110,8 +115,7 @@ def ssim_hole(output: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> float:
     pixel also see the known pixels next to it, as a repaired region is seen in context."""
     if not hole.any():
         return float("nan")
-    maps = [_ssim_maps(x, y)[0] for x, y in zip(_planes(output), _planes(gt))]
-    return float(np.mean(maps, axis=0)[hole].mean())
+    return float(np.mean(_channel_ssim_maps(output, gt), axis=0)[hole].mean())
 
 
 def _pool2(x: np.ndarray) -> np.ndarray:
