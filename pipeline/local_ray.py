@@ -7,8 +7,11 @@ docs/scaling.md, "Streaming, and what still grows with the manifest"):
 * The object store reserves 30 % of RAM. Ray Data keeps at most the plan's in-flight budget there
   (pipeline.resources), but the store's allocator spreads successive blocks over the whole
   reservation, so every process that maps a block touches more distinct shared pages the longer
-  the run goes (the method actor 10 → 33 MiB over a 100k-row run, still growing). A store a few
-  times the budget is reused instead.
+  the run goes (the method actor 10 → 33 MiB over a 100k-row run, still growing). Even a store of
+  twice the budget kept filling: at 256×256 its pages mapped by the workers went 95 → 242 MiB over
+  1,500 rows and a 40k-row run peaked 94 MiB above a 5k-row one. The store is now the budget plus
+  an eighth, and preallocated: its pages are all there from the start, so what a run holds in the
+  store is the same at its first block and its millionth.
 * Idle workers above `num_workers_soft_limit` (default: the CPU count) are killed after 1 s. Ray
   Data's own actors and the method actor count towards that limit, so on a small machine the task
   workers were killed whenever the method was the bottleneck and started again (a Python process
@@ -36,19 +39,19 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from pipeline.allocators import WORKER_ALLOCATOR_ENV
-from pipeline.resources import ResourcePlan
+from pipeline.resources import STORE_HEADROOM, ResourcePlan
 
 # Ray Data 2.60 runs three actors of its own beside a job's: _StatsActor, _AutoscalingCoordinatorActor
 # and ActorLocationTracker (counted in the scale benchmark's process list).
 RAY_DATA_SERVICE_ACTORS = 3
-# The object store holds the in-flight blocks plus the driver's prefetched result batches; twice the
-# budget leaves room for both and for the allocator's fragmentation, and never less than 512 MiB.
-STORE_PER_INFLIGHT_BYTE = 2
-MIN_OBJECT_STORE_BYTES = 512 * 1024 * 1024
+# The object store holds the in-flight blocks plus the headroom Ray Data leaves (pipeline.resources),
+# never less than Ray's own minimum.
+MIN_OBJECT_STORE_BYTES = 75 * 1024 * 1024  # ray_constants.OBJECT_STORE_MINIMUM_MEMORY_BYTES
 RAY_DEFAULT_STORE_SHARE = 0.3  # Ray's own default: 30 % of RAM; ours is never larger
 RAY_INIT_OPTIONS = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
-# Ray settings every embedded run gets: no task state events (0 turns their recording off).
-EMBEDDED_SYSTEM_CONFIG = {"task_events_report_interval_ms": 0}
+# Ray settings every embedded run gets: no task state events (0 turns their recording off), and the
+# store's pages touched once at start (mmap with MAP_POPULATE), so its footprint is fixed.
+EMBEDDED_SYSTEM_CONFIG = {"task_events_report_interval_ms": 0, "preallocate_plasma_memory": True}
 
 
 @dataclass(frozen=True)
@@ -95,11 +98,11 @@ def concurrent_workers(plan: ResourcePlan, num_cpus: float) -> int:
 
 
 def size_local_ray(plan: ResourcePlan, num_cpus: int, num_gpus: int, memory_bytes: int | None = None) -> LocalRay:
-    """An embedded Ray for this plan: a store of twice the in-flight budget (at least 512 MiB, at
-    most Ray's default share of RAM) and every worker the plan can use kept alive."""
+    """An embedded Ray for this plan: a store of the in-flight budget and its headroom (at least
+    Ray's minimum, at most Ray's default share of RAM) and every worker the plan can use kept alive."""
     if memory_bytes is None:
         memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    store = max(MIN_OBJECT_STORE_BYTES, STORE_PER_INFLIGHT_BYTE * plan.inflight_bytes)
+    store = max(MIN_OBJECT_STORE_BYTES, math.ceil((1 + STORE_HEADROOM) * plan.inflight_bytes))
     store = min(store, max(MIN_OBJECT_STORE_BYTES, int(RAY_DEFAULT_STORE_SHARE * memory_bytes)))
     return LocalRay(num_cpus=num_cpus, num_gpus=num_gpus, object_store_bytes=store,
                     worker_soft_limit=concurrent_workers(plan, num_cpus) + RAY_DATA_SERVICE_ACTORS)

@@ -44,6 +44,10 @@ MAX_BLOCKS = 500
 # 512 MiB; with 256 MiB the peak fell from 1,809 to 1,476-1,489 MiB at 9.1-9.4 against 8.0 images/s.
 INFLIGHT_BATCHES_PER_ACTOR = 4
 MIN_INFLIGHT_BYTES = 32 * 1024 * 1024
+# What the object store holds beside Ray Data's blocks (the driver's result batches, arguments being
+# read) as a share of the budget. Ray Data's own default takes half the store for blocks; ours is
+# sized as budget × (1 + headroom) (pipeline.local_ray), so Ray Data may fill it but for this share.
+STORE_HEADROOM = 0.125
 UNKNOWN_PIXELS_PER_ROW = 1024 * 1024  # no image header could be read: assume large photos
 
 

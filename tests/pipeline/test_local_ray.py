@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.local_ray import (MIN_OBJECT_STORE_BYTES, RAY_DATA_SERVICE_ACTORS, concurrent_workers, local_resources,
                                 size_local_ray)
-from pipeline.resources import plan_resources
+from pipeline.resources import STORE_HEADROOM, plan_resources
 from workers.base import MethodResources
 
 GIB = 1024 ** 3
@@ -18,7 +18,7 @@ def test_a_two_core_plan_keeps_the_actor_and_three_task_workers():
     assert concurrent_workers(plan, 2) == 1 + 3  # 1.5 CPUs left beside the actor: three half-CPU tasks
     local = size_local_ray(plan, 2, 0, memory_bytes=24 * GIB)
     assert local.worker_soft_limit == 4 + RAY_DATA_SERVICE_ACTORS
-    assert local.object_store_bytes == MIN_OBJECT_STORE_BYTES  # a 32 MiB budget: the store's floor, not 7 GiB
+    assert local.object_store_bytes == MIN_OBJECT_STORE_BYTES  # a 32 MiB budget: Ray's minimum store, not 7 GiB
 
 
 def test_gpu_node_plan_counts_its_actors_and_whole_cpu_tasks():
@@ -32,10 +32,10 @@ def test_the_store_follows_the_inflight_budget_but_never_exceeds_rays_default():
     plan = plan_resources(16, 0, MethodResources(batch_size=8), n_rows=100_000, pixels_per_row=256 * 256)
     assert plan.inflight_bytes > MIN_OBJECT_STORE_BYTES
     roomy = size_local_ray(plan, 16, 0, memory_bytes=512 * GIB)
-    assert roomy.object_store_bytes == 2 * plan.inflight_bytes
-    tight = size_local_ray(plan, 16, 0, memory_bytes=8 * GIB)
-    assert tight.object_store_bytes == int(0.3 * 8 * GIB) < 2 * plan.inflight_bytes
-    tiny_machine = size_local_ray(plan, 16, 0, memory_bytes=1 * GIB)
+    assert roomy.object_store_bytes == plan.inflight_bytes * (1 + STORE_HEADROOM) == plan.inflight_bytes * 9 // 8
+    tight = size_local_ray(plan, 16, 0, memory_bytes=4 * GIB)
+    assert tight.object_store_bytes == int(0.3 * 4 * GIB) < plan.inflight_bytes
+    tiny_machine = size_local_ray(plan, 16, 0, memory_bytes=GIB // 8)
     assert tiny_machine.object_store_bytes == MIN_OBJECT_STORE_BYTES
 
 
@@ -63,6 +63,16 @@ def test_the_embedded_rays_workers_return_freed_buffers(ray_local):
                 os.environ.get("MALLOC_ARENA_MAX"))
 
     assert ray_local.get(allocator.remote()) == ("system", str(64 * 1024), "2")
+
+
+@pytest.mark.slow
+def test_the_embedded_rays_store_is_resident_from_the_start(ray_local):
+    """The store's pages are touched when it starts, so a run's footprint does not grow with its
+    blocks: the raylet (which holds the store) already maps all of it, before any object exists."""
+    raylet = ray_local._private.worker._global_node.all_processes["raylet"][0].process.pid
+    with open(f"/proc/{raylet}/status") as status:
+        resident_shmem = next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssShmem:"))
+    assert resident_shmem >= MIN_OBJECT_STORE_BYTES
 
 
 @pytest.mark.slow

@@ -135,6 +135,7 @@ def test_run_carries_extra_columns_through_a_resumed_run(tmp_path, bench_dev):
 
 def test_graph_caps_blocks_in_flight(tmp_path, small_chunks, ray_local):
     from pipeline.graph import build_graph
+    from pipeline.local_ray import size_local_ray
     from pipeline.resources import plan_resources
     from stages.load import LoadConfig
     from workers.base import MethodResources
@@ -144,3 +145,9 @@ def test_graph_caps_blocks_in_flight(tmp_path, small_chunks, ray_local):
     plan = plan_resources(2, 0, MethodResources(batch_size=4), todo.rows, batch_size=4, pixels_per_row=64)
     ds = build_graph(todo, plan, "telea", None, "paste", LoadConfig(), str(tmp_path / "out"))
     assert ds.context.execution_options.resource_limits.object_store_memory == plan.inflight_bytes
+    # Ray Data takes the lesser of the budget and its share of the store; in an embedded Ray sized
+    # for faces (256 MiB in a 288 MiB store) that share must not cut the budget, as its default half would.
+    faces = plan_resources(2, 0, MethodResources(batch_size=8), 5000, pixels_per_row=256 * 256)
+    store = size_local_ray(faces, 2, 0, memory_bytes=24 * 1024 ** 3).object_store_bytes
+    face_ds = build_graph(todo, faces, "telea", None, "paste", LoadConfig(), str(tmp_path / "out"))
+    assert face_ds.context.override_object_store_memory_limit_fraction * store >= faces.inflight_bytes
