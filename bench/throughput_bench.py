@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import pipeline.run as run_module  # noqa: E402
 from manifests.schema import TIMING_COLUMNS  # noqa: E402
 from pipeline.config import RunConfig  # noqa: E402
-from pipeline.resources import ResourcePlan, plan_resources  # noqa: E402
+from pipeline.resources import WINDOW_BLOCKS, ResourcePlan, plan_resources  # noqa: E402
 from scale_bench import make_inputs, make_manifest  # noqa: E402
 
 # The default plan, then the plan before tuning (whole-CPU shares, the method's batch of 8), then
@@ -64,11 +64,14 @@ def parse_config(spec: str) -> dict:
 
 
 def planner(overrides: dict):
-    """`plan_resources` with some fields forced; batch also sets the block size unless block is given."""
+    """`plan_resources` with some fields forced; batch also sets the block size unless block is given,
+    and windows keep their number of blocks."""
     def plan(*args, **kwargs) -> ResourcePlan:
         base = plan_resources(*args, **kwargs)
         if "batch_size" in overrides:
             overrides.setdefault("rows_per_block", overrides["batch_size"])
+        if "rows_per_block" in overrides:
+            overrides.setdefault("rows_per_window", overrides["rows_per_block"] * WINDOW_BLOCKS)
         return dataclasses.replace(base, **overrides)
     return plan
 

@@ -60,19 +60,21 @@ def _actor_runtime_env() -> dict | None:
     return {"env_vars": env} if env else None
 
 
-def input_dataset(todo: Todo, plan: ResourcePlan) -> ray.data.Dataset:
-    """The rows to do, read lazily from the spill file a block at a time (pipeline.todo_source):
-    one block per `rows_per_block` rows, since a block feeds one task."""
+def input_dataset(todo: Todo, plan: ResourcePlan, rows: range) -> ray.data.Dataset:
+    """These rows of the todo, read lazily from the spill file a block at a time
+    (pipeline.todo_source): one block per `rows_per_block` rows, since a block feeds one task."""
     columns = [*MANIFEST_FIELDS, *(f for f in OPTIONAL_MANIFEST_FIELDS if f in todo.columns)]
-    source = TodoSource(str(todo.spill), todo.rows, plan.rows_per_block, columns)
+    source = TodoSource(str(todo.spill), rows, plan.rows_per_block, columns)
     return ray.data.read_datasource(source, override_num_blocks=source.num_blocks(),
                                     ray_remote_args={"num_cpus": plan.task_cpus, "max_retries": TASK_RETRIES})
 
 
 def build_graph(todo: Todo, plan: ResourcePlan, method: str, method_config: Any,
                 fusion: str, load_config: LoadConfig, out_dir: str,
-                output_format: str = "png", score_config: ScoreConfig = ScoreConfig()) -> ray.data.Dataset:
-    """The lazy dataset whose batches are finished result rows (no pixels).
+                output_format: str = "png", score_config: ScoreConfig = ScoreConfig(),
+                rows: range | None = None) -> ray.data.Dataset:
+    """The lazy dataset whose batches are finished result rows (no pixels), for the todo's `rows`
+    (all of them by default; `pipeline.run` passes one window at a time).
 
     Dead actors are restarted and their batches retried (ACTOR_RESTARTS, ACTOR_TASK_RETRIES); every
     stage is safe to retry: writes are atomic and results are keyed by id.
@@ -84,12 +86,13 @@ def build_graph(todo: Todo, plan: ResourcePlan, method: str, method_config: Any,
         # Ray's own DataContext defaults set fields it has deprecated; nothing for a user to act on.
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")
         return _build(todo, plan, method, method_config, fusion, load_config, out_dir, output_format,
-                      score_config)
+                      score_config, range(todo.rows) if rows is None else rows)
 
 
 def _build(todo: Todo, plan: ResourcePlan, method: str, method_config: Any, fusion: str,
-           load_config: LoadConfig, out_dir: str, output_format: str, score_config: ScoreConfig) -> ray.data.Dataset:
-    ds = input_dataset(todo, plan)
+           load_config: LoadConfig, out_dir: str, output_format: str, score_config: ScoreConfig,
+           rows: range) -> ray.data.Dataset:
+    ds = input_dataset(todo, plan, rows)
     options = ds.context.execution_options  # this dataset's copy of Ray Data's context
     options.resource_limits = options.resource_limits.copy(object_store_memory=plan.inflight_bytes)
     # Ray Data takes the lesser of that and a share of the store (half by default, which in a store

@@ -23,15 +23,22 @@ SMALL_CLUSTER_SHARE = 0.5
 CPU_METHOD_MAX_BATCH = 128
 BATCH_PIXEL_BYTES = 64 * 1024 * 1024
 BYTES_PER_PIXEL = 16
-# Very large manifests get bigger blocks: each block is a read task (pipeline.todo_source) that the
-# driver plans and tracks for the whole run (about 4 KB of heap and 20 ms of scheduling each), so
-# their number stays bounded, not their size; but a block never holds more pixels than a batch may
-# (64 MiB), as the load stage turns a read block into one block of pixels. For small images that
-# leaves the count bounded (32×32: up to 32 batches a block); for faces a block stays one batch
-# however long the manifest. Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a 100k-row
-# manifest had them, 1,702-1,717 MiB at the peak and 16-19 images/s; in blocks of one batch
+# Very large manifests get bigger blocks: each block is a read task (pipeline.todo_source) and a
+# round of scheduling (about 20 ms on 2 cores), so for small images their number stays bounded, not
+# their size; but a block never holds more pixels than a batch may (64 MiB), as the load stage turns
+# a read block into one block of pixels. For small images that leaves the count bounded (32×32: up
+# to 32 batches a block); for faces a block stays one batch however long the manifest (windows,
+# below, bound what the driver holds). Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a
+# 100k-row manifest had them, 1,702-1,717 MiB at the peak and 16-19 images/s; in blocks of one batch
 # 1,521-1,528 MiB and 23-24 images/s. 1M rows would have loaded 2,048-row blocks, 940 MB each.
 MAX_BLOCKS = 500
+# A long manifest runs as consecutive Ray Data datasets (windows) of at most this many blocks: Ray
+# Data plans every read task of a dataset when it starts and keeps their input queued, and its
+# executor's per-block records, for the whole execution, so one dataset over a 100k-row manifest of
+# faces (1,563 blocks) held ~75 MiB more than a 5k-row run, and its scheduling loop slowed with the
+# queue: 20 against 30-34 images/s steady on 2 cores. A window starts its own actor pool (seconds);
+# 64 blocks are 4,096 rows of faces, a few minutes of work on 2 cores and far more for StyleGAN.
+WINDOW_BLOCKS = 64
 # Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
 # object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
 # method, and every process that touches those pages grows with the run's length (measured: task
@@ -61,6 +68,7 @@ class ResourcePlan:
     task_cpus: float  # num_cpus per load/fuse/score/write task
     batch_size: int  # rows per method call
     rows_per_block: int  # rows per input block (one block spreads to one actor call or a few)
+    rows_per_window: int = 0  # rows per dataset execution (pipeline.run); 0: the whole manifest at once
     inflight_bytes: int = MIN_INFLIGHT_BYTES  # object-store budget for the graph's blocks in flight
 
 
@@ -106,7 +114,7 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
     inflight = max(MIN_INFLIGHT_BYTES, INFLIGHT_BATCHES_PER_ACTOR * pool * batch_bytes)
     return ResourcePlan(actors=pool, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
                         task_cpus=task_cpus, batch_size=batch, rows_per_block=rows_per_block,
-                        inflight_bytes=inflight)
+                        rows_per_window=rows_per_block * WINDOW_BLOCKS, inflight_bytes=inflight)
 
 
 def sample_pixels(image_uris: list[str]) -> int | None:

@@ -225,55 +225,76 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
     try:
         resources = ray.cluster_resources()
         plan = plan_for(resources.get("CPU", 1), resources.get("GPU", 0))
+        parts = windows(todo.rows, plan.rows_per_window)
         progress(f"running {config.method} on {todo.rows} row(s): {plan.actors} actor(s) × "
                  f"{plan.actor_cpus:g} CPU{f' + {plan.actor_gpus:g} GPU' if plan.actor_gpus else ''}, "
-                 f"batch {plan.batch_size}, fusion {config.fusion}")
-        ds = build_graph(todo, plan, config.method, method_config, config.fusion,
-                         LoadConfig(mask_threshold=config.mask_threshold, max_pixels=config.max_pixels),
-                         str(config.out), config.output_format, score_config)
-        extras = ManifestExtras(todo)
-        pending: list[pa.Table] = []
-        t0 = last_flush = time.perf_counter()
-
-        def flush() -> None:
-            nonlocal last_flush
-            if pending:
-                with _writing(store.folder):
-                    store.append(pa.concat_tables(pending))
-                pending.clear()
-                trim_heap()
-            last_flush = time.perf_counter()
-
-        for batch in _batches_until_ray_gives_up(ds, flush):
-            table = _result_table(batch, config, extras)
-            pending.append(table)
-            statuses = table[schema.STATUS].to_pylist()
-            summary.processed += len(statuses)
-            summary.ok += statuses.count(schema.STATUS_OK)
-            summary.errors += len(statuses) - statuses.count(schema.STATUS_OK)
-            for row_id, status, error in zip(table[schema.ID].to_pylist(), statuses, table[schema.ERROR].to_pylist()):
-                if status != schema.STATUS_OK:
-                    progress(f"error in row id {row_id!r}: {error}")
-                    if len(summary.error_samples) < 20:
-                        summary.error_samples.append(f"{row_id}: {error}")
-            failure = next(filter(None, map(storage_failure, table[schema.ERROR].to_pylist())), None)
-            if failure:  # full (or read-only) output storage: every further write would fail too
-                try:
-                    flush()  # keep what finished, if the results folder still takes a part
-                except RunError:
-                    pass  # then the rerun redoes those rows: their images are rewritten atomically
-                raise RunError(f"cannot write to {config.out / IMAGES_SUBDIR}: {failure}; {STOPPED}")
-            if (sum(len(t) for t in pending) >= config.flush_rows
-                    or time.perf_counter() - last_flush >= config.flush_seconds):
-                flush()
-            rate = summary.ok / max(1e-9, time.perf_counter() - t0)
-            progress(f"progress: {summary.processed}/{todo.rows} rows ({summary.ok} ok, "
-                     f"{summary.errors} error) {rate:.1f} img/s")
-        flush()
+                 f"batch {plan.batch_size}, fusion {config.fusion}"
+                 + (f", in {len(parts)} windows of {plan.rows_per_window} rows" if len(parts) > 1 else ""))
+        collector = _ResultCollector(config, todo, store, summary, progress)
+        for window in parts:
+            ds = build_graph(todo, plan, config.method, method_config, config.fusion,
+                             LoadConfig(mask_threshold=config.mask_threshold, max_pixels=config.max_pixels),
+                             str(config.out), config.output_format, score_config, rows=window)
+            for batch in _batches_until_ray_gives_up(ds, collector.flush):
+                collector.take(batch)
+        collector.flush()
         return plan
     finally:
         if started_ray:
             ray.shutdown()
+
+
+class _ResultCollector:
+    """The graph's result batches into the results store, counted and reported as they arrive;
+    one collector spans every window of the run."""
+
+    def __init__(self, config: RunConfig, todo: Todo, store: ResultsStore, summary: RunSummary,
+                 progress: Callable[[str], None]) -> None:
+        self.config, self.todo, self.store, self.summary, self.progress = config, todo, store, summary, progress
+        self.extras = ManifestExtras(todo)
+        self.pending: list[pa.Table] = []
+        self.started = self.last_flush = time.perf_counter()
+
+    def flush(self) -> None:
+        if self.pending:
+            with _writing(self.store.folder):
+                self.store.append(pa.concat_tables(self.pending))
+            self.pending.clear()
+            trim_heap()
+        self.last_flush = time.perf_counter()
+
+    def take(self, batch: dict[str, np.ndarray]) -> None:
+        config, summary = self.config, self.summary
+        table = _result_table(batch, config, self.extras)
+        self.pending.append(table)
+        statuses = table[schema.STATUS].to_pylist()
+        summary.processed += len(statuses)
+        summary.ok += statuses.count(schema.STATUS_OK)
+        summary.errors += len(statuses) - statuses.count(schema.STATUS_OK)
+        for row_id, status, error in zip(table[schema.ID].to_pylist(), statuses, table[schema.ERROR].to_pylist()):
+            if status != schema.STATUS_OK:
+                self.progress(f"error in row id {row_id!r}: {error}")
+                if len(summary.error_samples) < 20:
+                    summary.error_samples.append(f"{row_id}: {error}")
+        failure = next(filter(None, map(storage_failure, table[schema.ERROR].to_pylist())), None)
+        if failure:  # full (or read-only) output storage: every further write would fail too
+            try:
+                self.flush()  # keep what finished, if the results folder still takes a part
+            except RunError:
+                pass  # then the rerun redoes those rows: their images are rewritten atomically
+            raise RunError(f"cannot write to {config.out / IMAGES_SUBDIR}: {failure}; {STOPPED}")
+        if (sum(len(t) for t in self.pending) >= config.flush_rows
+                or time.perf_counter() - self.last_flush >= config.flush_seconds):
+            self.flush()
+        rate = summary.ok / max(1e-9, time.perf_counter() - self.started)
+        self.progress(f"progress: {summary.processed}/{self.todo.rows} rows ({summary.ok} ok, "
+                      f"{summary.errors} error) {rate:.1f} img/s")
+
+
+def windows(rows: int, rows_per_window: int) -> list[range]:
+    """The todo's rows in consecutive windows of `rows_per_window` (one window if 0)."""
+    step = rows_per_window or rows
+    return [range(start, min(rows, start + step)) for start in range(0, rows, step)] if rows else []
 
 
 def _batches_until_ray_gives_up(ds, keep_results: Callable[[], None]) -> Iterator[dict[str, np.ndarray]]:

@@ -4,6 +4,7 @@
 loaded (and hold their references on the driver for the whole run): memory that grows with the
 manifest. Read tasks run when the streaming executor wants more input, each decoding only its
 block's row groups, so inputs stay bounded by the graph's backpressure, not the manifest's length.
+A source covers one window of the spill (`pipeline.run` runs a long manifest window by window).
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ def _read_block(spill: str, start: int, stop: int, columns: tuple[str, ...]) -> 
 
 
 class TodoSource(Datasource):
-    """Blocks of `rows_per_block` consecutive spill rows (the last one shorter), one read task each."""
+    """Blocks of `rows_per_block` consecutive spill rows from `rows.start` to `rows.stop` (the last
+    one shorter), one read task each."""
 
-    def __init__(self, spill: str, rows: int, rows_per_block: int, columns: Sequence[str]) -> None:
+    def __init__(self, spill: str, rows: range, rows_per_block: int, columns: Sequence[str]) -> None:
         super().__init__()
         self.spill, self.rows, self.rows_per_block, self.columns = spill, rows, rows_per_block, tuple(columns)
 
@@ -35,13 +37,13 @@ class TodoSource(Datasource):
         return None
 
     def num_blocks(self) -> int:
-        return -(-self.rows // self.rows_per_block)
+        return -(-len(self.rows) // self.rows_per_block)
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
         tasks = []
-        for start in range(0, self.rows, self.rows_per_block):
-            stop = min(self.rows, start + self.rows_per_block)
+        for start in range(self.rows.start, self.rows.stop, self.rows_per_block):
+            stop = min(self.rows.stop, start + self.rows_per_block)
             metadata = BlockMetadata(num_rows=stop - start, size_bytes=None, exec_stats=None, input_files=None)
             tasks.append(ReadTask(functools.partial(_read_block, self.spill, start, stop, self.columns), metadata,
                                   per_task_row_limit=per_task_row_limit))

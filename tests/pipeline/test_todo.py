@@ -88,11 +88,15 @@ def test_read_rows_and_source_blocks_cover_the_spill_once(tmp_path, small_chunks
     every = pq.read_table(todo.spill)
     for start, stop in [(0, 1), (3, 5), (4, 8), (2, 35), (34, 35)]:
         assert read_rows(str(todo.spill), start, stop).equals(every.slice(start, stop - start))
-    source = TodoSource(str(todo.spill), todo.rows, 6, ["id", "row", "image"])
+    source = TodoSource(str(todo.spill), range(todo.rows), 6, ["id", "row", "image"])
     tasks = source.get_read_tasks(parallelism=1)
     assert len(tasks) == source.num_blocks() == 6 and [t.metadata.num_rows for t in tasks] == [6] * 5 + [5]
     blocks = pa.concat_tables([block for task in tasks for block in task()])
     assert blocks.equals(every.select(["id", "row", "image"]))
+    window = TodoSource(str(todo.spill), range(10, 23), 6, ["id", "row"])  # one window of a long run
+    tasks = window.get_read_tasks(parallelism=1)
+    assert window.num_blocks() == len(tasks) == 3 and [t.metadata.num_rows for t in tasks] == [6, 6, 1]
+    assert pa.concat_tables([b for task in tasks for b in task()]).equals(every.slice(10, 13).select(["id", "row"]))
 
 
 def test_extras_lookup_reads_groups_on_demand_in_any_order(tmp_path, small_chunks, monkeypatch):
@@ -110,24 +114,37 @@ def test_extras_lookup_reads_groups_on_demand_in_any_order(tmp_path, small_chunk
 
 
 @pytest.mark.slow
-def test_run_carries_extra_columns_through_a_resumed_run(tmp_path, bench_dev):
+def test_run_carries_extra_columns_through_a_resumed_run_in_windows(tmp_path, bench_dev, monkeypatch):
     """Through Ray: extras reach the results with their types, a limited run then the full one
-    finish each id once, and the spill file is gone afterwards."""
+    finish each id once, window after window, and the spill file is gone afterwards."""
     from typer.testing import CliRunner
 
+    from pipeline import graph, resources
     from pipeline.cli import app
     from tests.pipeline.fault_checks import assert_complete_run, build_manifest
 
+    monkeypatch.setattr(resources, "WINDOW_BLOCKS", 1)  # with 3-row batches and blocks: 3-row windows
+    windows: list[range] = []
+
+    def recording_build_graph(*args, rows: range, **kwargs):
+        windows.append(rows)
+        return build_graph(*args, rows=rows, **kwargs)
+
+    build_graph = graph.build_graph
+    monkeypatch.setattr(graph, "build_graph", recording_build_graph)
     manifest, out = build_manifest(tmp_path, bench_dev, rows=10)
     table = pq.read_table(manifest)
     ages = pa.array([None if i % 4 == 0 else 20 + i for i in range(10)], pa.int64())
     write_manifest(table.append_column("age", ages).append_column("split", pa.array(["a", "b"] * 5)), manifest)
     for extra in (["--limit", "4"], []):
+        windows.clear()
         ran = CliRunner().invoke(app, ["run", "--manifest", str(manifest), "--out", str(out), "--method", "telea",
-                                       "--fusion", "paste", "--num-cpus", "2", "--lpips", "off", *extra])
+                                       "--fusion", "paste", "--num-cpus", "2", "--lpips", "off", "--batch-size", "3",
+                                       *extra])
         assert ran.exit_code == 0, ran.output
         assert not (out / todo_module.SPILL_NAME).exists()
     assert "resuming: 4 id(s) already finished" in ran.output
+    assert windows == [range(0, 3), range(3, 6)] and "in 2 windows of 3 rows" in ran.output  # the 6 rows left
     results = assert_complete_run(out, manifest).sort_by("row")
     assert results["age"].type == pa.int64() and results["age"].to_pylist() == ages.to_pylist()
     assert results["split"].to_pylist() == ["a", "b"] * 5

@@ -52,6 +52,23 @@ def test_long_manifests_get_blocks_of_several_batches_only_while_their_pixels_fi
     assert block(100_000, 512) == (16, 16)
 
 
+def test_long_manifests_run_in_windows_of_a_bounded_number_of_blocks():
+    from pipeline.resources import WINDOW_BLOCKS
+    from pipeline.run import windows
+
+    def window(rows: int, side: int) -> int:
+        plan = plan_resources(2, 0, MethodResources(batch_size=8), n_rows=rows, pixels_per_row=side * side)
+        assert plan.rows_per_window == WINDOW_BLOCKS * plan.rows_per_block
+        return plan.rows_per_window
+
+    # Faces: 64-row blocks, so a 100k-row manifest is 25 windows of 4,096 rows, each like a short run.
+    assert window(5_000, 256) == window(100_000, 256) == 64 * WINDOW_BLOCKS
+    assert len(windows(100_000, window(100_000, 256))) == -(-100_000 // (64 * WINDOW_BLOCKS))
+    assert window(1_000_000, 32) == 2048 * WINDOW_BLOCKS  # small images: few, long windows
+    assert windows(10, 4) == [range(0, 4), range(4, 8), range(8, 10)]
+    assert windows(10, 0) == [range(0, 10)] and windows(0, 4) == []
+
+
 def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
     two = plan_resources(2, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000, pixels_per_row=64 * 64)
     assert (two.actors, two.actor_cpus, two.task_cpus, two.batch_size) == (1, 0.5, 0.5, 128)
