@@ -231,9 +231,9 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                  f"batch {plan.batch_size}, fusion {config.fusion}"
                  + (f", in {len(parts)} windows of {plan.rows_per_window} rows" if len(parts) > 1 else ""))
         collector = _ResultCollector(config, todo, store, summary, progress)
+        load_config = LoadConfig(mask_threshold=config.mask_threshold, max_pixels=config.max_pixels)
         for window in parts:
-            ds = build_graph(todo, plan, config.method, method_config, config.fusion,
-                             LoadConfig(mask_threshold=config.mask_threshold, max_pixels=config.max_pixels),
+            ds = build_graph(todo, plan, config.method, method_config, config.fusion, load_config,
                              str(config.out), config.output_format, score_config, rows=window)
             for batch in _batches_until_ray_gives_up(ds, collector.flush):
                 collector.take(batch)
