@@ -28,6 +28,7 @@ from pipeline.results_store import ResultCounts, ResultsStore, write_parquet_ato
 from pipeline.scoring import resolve_scoring
 from pipeline.todo import SPILL_NAME, ManifestExtras, Todo, TodoOptions, prepare_todo
 from pipeline.versions import package_versions
+from pipeline.window_handover import wait_for_method_actors_to_exit
 from stages.load import LoadConfig
 from stages.metrics import ScoreConfig
 from workers.registry import build_config, get_method
@@ -232,7 +233,9 @@ def _stream(config: RunConfig, method_cls, method_config, score_config: ScoreCon
                  + (f", in {len(parts)} windows of {plan.rows_per_window} rows" if len(parts) > 1 else ""))
         collector = _ResultCollector(config, todo, store, summary, progress)
         load_config = LoadConfig(mask_threshold=config.mask_threshold, max_pixels=config.max_pixels)
-        for window in parts:
+        for index, window in enumerate(parts):
+            if index:
+                wait_for_method_actors_to_exit()
             ds = build_graph(todo, plan, config.method, method_config, config.fusion, load_config,
                              str(config.out), config.output_format, score_config, rows=window)
             for batch in _batches_until_ray_gives_up(ds, collector.flush):
