@@ -79,3 +79,9 @@ def test_the_embedded_rays_store_is_resident_from_the_start(ray_local):
 def test_the_embedded_ray_records_no_task_events(ray_local):
     """The GCS keeps no task state events (Ray refuses settings it does not know, so this one took)."""
     assert ray_local._private.worker._global_node._config["task_events_report_interval_ms"] == 0
+
+
+@pytest.mark.slow
+def test_the_embedded_ray_collects_no_metrics(ray_local):
+    """No gauge series pile up in Ray Data's stats actor, one set per window of a long run."""
+    assert ray_local._private.worker._global_node._config["enable_metrics_collection"] is False

@@ -1,0 +1,61 @@
+"""The pause between two windows: it lasts until the last window's method actors have exited."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from pipeline.window_handover import wait_for_method_actors_to_exit
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def actor_classes(ray_local):
+    """An actor named as Ray Data names an actor pool's workers (the GCS records the qualified name),
+    and any other actor of the job."""
+
+    class MapWorkerProbe:
+        def pid(self) -> int:
+            return os.getpid()
+
+    class Bystander(MapWorkerProbe):
+        pass
+
+    MapWorkerProbe.__qualname__, Bystander.__qualname__ = "MapWorkerProbe", "Bystander"
+    return ray_local.remote(num_cpus=0)(MapWorkerProbe), ray_local.remote(num_cpus=0)(Bystander)
+
+
+@pytest.mark.slow
+def test_the_wait_ends_once_a_dropped_method_actors_process_is_gone(ray_local, actor_classes):
+    method_class, bystander_class = actor_classes
+    method, bystander = method_class.remote(), bystander_class.remote()
+    pid = ray_local.get(method.pid.remote())
+    ray_local.get(bystander.pid.remote())
+    del method  # as Ray Data drops a finished pool's handles
+
+    waited = wait_for_method_actors_to_exit(timeout_s=20)
+
+    assert not _exists(pid), "the method actor's process outlived the wait"
+    assert waited < 20, "an actor of another class (alive) held the wait to its timeout"
+    ray_local.kill(bystander)
+
+
+@pytest.mark.slow
+def test_a_method_actor_that_stays_alive_holds_the_wait_only_until_its_timeout(ray_local, actor_classes):
+    method_class, _ = actor_classes
+    method = method_class.remote()
+    ray_local.get(method.pid.remote())
+
+    started = time.perf_counter()
+    waited = wait_for_method_actors_to_exit(timeout_s=0.5)
+
+    assert 0.5 <= waited < 5 and time.perf_counter() - started < 5
+    ray_local.kill(method)
