@@ -33,7 +33,7 @@ def wait_for_method_actors_to_exit(timeout_s: float = EXIT_TIMEOUT_S) -> float:
     context = ray.get_runtime_context()
     job, node = ray.JobID.from_hex(context.get_job_id()), context.get_node_id()
     while time.perf_counter() - started < timeout_s:
-        if not any(_still_running(actor, node) for actor in _job_actors(job)):
+        if not any(_still_running(actor, node, timeout_s) for actor in _job_actors(job)):
             break
         time.sleep(POLL_S)
     return time.perf_counter() - started
@@ -47,13 +47,16 @@ def _job_actors(job: ray.JobID) -> list[dict]:
     return list(state.actors(job_id=job).values())
 
 
-def _still_running(actor: dict, node_id: str) -> bool:
+def _still_running(actor: dict, node_id: str, recent_s: float) -> bool:
     if not actor.get("ActorClassName", "").startswith(METHOD_ACTOR_CLASS_PREFIX):
         return False
     if actor.get("State") != "DEAD":
         return True
     # DEAD in the GCS is reported before the process has exited; on this node, wait for the process.
-    return actor.get("Address", {}).get("NodeID") == node_id and _process_exists(actor.get("Pid", 0))
+    # Only for actors that died just now: an earlier window's actor's pid may belong to a new process.
+    died_s_ago = time.time() - actor.get("EndTime", 0) / 1000
+    return (died_s_ago < recent_s and actor.get("Address", {}).get("NodeID") == node_id
+            and _process_exists(actor.get("Pid", 0)))
 
 
 def _process_exists(pid: int) -> bool:

@@ -59,3 +59,18 @@ def test_a_method_actor_that_stays_alive_holds_the_wait_only_until_its_timeout(r
 
     assert 0.5 <= waited < 5 and time.perf_counter() - started < 5
     ray_local.kill(method)
+
+
+def test_only_a_method_actor_that_died_just_now_is_waited_for_by_its_pid():
+    """An earlier window's actor died long ago: a live process with its pid is someone else's."""
+    from pipeline.window_handover import _still_running
+
+    def actor(state: str, died_s_ago: float, name: str = "MapWorker(MapBatches(Runner))") -> dict:
+        return {"ActorClassName": name, "State": state, "Pid": os.getpid(),  # a pid that exists
+                "EndTime": int((time.time() - died_s_ago) * 1000), "Address": {"NodeID": "node"}}
+
+    assert _still_running(actor("ALIVE", 0), "node", 30)
+    assert _still_running(actor("DEAD", 0.5), "node", 30)
+    assert not _still_running(actor("DEAD", 120), "node", 30)
+    assert not _still_running(actor("DEAD", 0.5), "another node", 30)  # its process is not ours to see
+    assert not _still_running(actor("ALIVE", 0, name="_StatsActor"), "node", 30)
