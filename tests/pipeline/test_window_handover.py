@@ -4,17 +4,10 @@ from __future__ import annotations
 import os
 import time
 
+import psutil
 import pytest
 
 from pipeline.window_handover import wait_for_method_actors_to_exit
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def test_the_wait_ends_once_a_dropped_method_actors_process_is_gone(ray_local, a
 
     waited = wait_for_method_actors_to_exit(timeout_s=20)
 
-    assert not _exists(pid), "the method actor's process outlived the wait"
+    assert not psutil.pid_exists(pid), "the method actor's process outlived the wait"
     assert waited < 20, "an actor of another class (alive) held the wait to its timeout"
     ray_local.kill(bystander)
 
