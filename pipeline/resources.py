@@ -18,14 +18,17 @@ SMALL_CLUSTER_CPUS = 4
 SMALL_CLUSTER_SHARE = 0.5
 # A CPU-only method loops over its rows, so a bigger batch costs it nothing and spreads Ray Data's
 # per-batch cost (task scheduling, block conversion) over more rows: up to 128 rows, as long as a
-# batch's pixels stay under 64 MiB (about 16 bytes per pixel travel: image, hole, ground truth,
-# generated, result), so large photos keep the method's own batch.
+# batch's pixels stay under 32 MiB (about 16 bytes per pixel travel: image, hole, ground truth,
+# generated, result), so large photos keep the method's own batch. 32 rather than 64 MiB: every
+# task and the object store hold a few batches at once, so the batch's size sets the run's peak.
+# 8,192 rows of 256×256 faces on 2 cores, batches of 32 against 64: 1,422 against 1,619 MiB at the
+# peak, 212 against 195 s (the extra time is per batch; with windows of the same rows, 216 s).
 CPU_METHOD_MAX_BATCH = 128
-BATCH_PIXEL_BYTES = 64 * 1024 * 1024
+BATCH_PIXEL_BYTES = 32 * 1024 * 1024
 BYTES_PER_PIXEL = 16
 # Very large manifests get bigger blocks: each block is a read task (pipeline.todo_source) and a
 # round of scheduling (about 20 ms on 2 cores), so for small images their number stays bounded, not
-# their size; but a block never holds more pixels than a batch may (64 MiB), as the load stage turns
+# their size; but a block never holds more pixels than a batch may (32 MiB), as the load stage turns
 # a read block into one block of pixels. For small images that leaves the count bounded (32×32: up
 # to 32 batches a block); for faces a block stays one batch however long the manifest (windows,
 # below, bound what the driver holds). Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a
@@ -37,7 +40,7 @@ MAX_BLOCKS = 500
 # executor's per-block records, for the whole execution, so one dataset over a 100k-row manifest of
 # faces (1,563 blocks) held ~75 MiB more than a 5k-row run, and its scheduling loop slowed with the
 # queue: 20 against 30-34 images/s steady on 2 cores. A window starts its own actor pool (seconds);
-# 64 blocks are 4,096 rows of faces, a few minutes of work on 2 cores and far more for StyleGAN.
+# 64 blocks are 2,048 rows of faces, a minute of work on 2 cores and far more for StyleGAN.
 WINDOW_BLOCKS = 64
 # Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
 # object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
@@ -81,7 +84,7 @@ def plan_resources(cluster_cpus: float, cluster_gpus: float, method: MethodResou
     that still leaves CPU for the tasks. On small machines (<= 4 CPUs) tasks and CPU actors take
     half a CPU each. CPU-only methods get batches of up to 128 rows (fewer when that would leave
     actors idle on a small job, or when `pixels_per_row`, the largest image in a sample of the
-    manifest, makes a batch heavier than 64 MiB), never fewer than the method's own.
+    manifest, makes a batch heavier than 32 MiB), never fewer than the method's own.
     """
     if cluster_cpus <= 0:
         raise ValueError("the Ray cluster reports no CPUs")

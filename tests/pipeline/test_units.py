@@ -46,10 +46,10 @@ def test_long_manifests_get_blocks_of_several_batches_only_while_their_pixels_fi
         return plan.batch_size, plan.rows_per_block
 
     assert block(5_000, 32) == (128, 128) and block(1_000_000, 32) == (128, 2048)  # 500 blocks
-    assert block(1_000_000, 64) == (128, 1024)  # 8 batches of 64×64 are 64 MiB: 977 blocks
-    # Faces: a batch is 64 MiB already, so a block stays one batch however long the manifest.
-    assert block(5_000, 256) == block(100_000, 256) == block(1_000_000, 256) == (64, 64)
-    assert block(100_000, 512) == (16, 16)
+    assert block(1_000_000, 64) == (128, 512)  # 4 batches of 64×64 are 32 MiB: 1,954 blocks
+    # Faces: a batch is 32 MiB already, so a block stays one batch however long the manifest.
+    assert block(5_000, 256) == block(100_000, 256) == block(1_000_000, 256) == (32, 32)
+    assert block(100_000, 512) == (8, 8)
 
 
 def test_long_manifests_run_in_windows_of_a_bounded_number_of_blocks():
@@ -61,9 +61,9 @@ def test_long_manifests_run_in_windows_of_a_bounded_number_of_blocks():
         assert plan.rows_per_window == WINDOW_BLOCKS * plan.rows_per_block
         return plan.rows_per_window
 
-    # Faces: 64-row blocks, so a 100k-row manifest is 25 windows of 4,096 rows, each like a short run.
-    assert window(5_000, 256) == window(100_000, 256) == 64 * WINDOW_BLOCKS
-    assert len(windows(100_000, window(100_000, 256))) == -(-100_000 // (64 * WINDOW_BLOCKS))
+    # Faces: 32-row blocks, so a 100k-row manifest is 49 windows of 2,048 rows, each like a short run.
+    assert window(5_000, 256) == window(100_000, 256) == 32 * WINDOW_BLOCKS
+    assert len(windows(100_000, window(100_000, 256))) == -(-100_000 // (32 * WINDOW_BLOCKS)) == 49
     assert window(1_000_000, 32) == 2048 * WINDOW_BLOCKS  # small images: few, long windows
     assert windows(10, 4) == [range(0, 4), range(4, 8), range(8, 10)]
     assert windows(10, 0) == [range(0, 10)] and windows(0, 4) == []
@@ -72,17 +72,17 @@ def test_long_manifests_run_in_windows_of_a_bounded_number_of_blocks():
 def test_small_machines_use_half_cpu_shares_and_gpu_batches_stay_the_methods():
     two = plan_resources(2, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000, pixels_per_row=64 * 64)
     assert (two.actors, two.actor_cpus, two.task_cpus, two.batch_size) == (1, 0.5, 0.5, 128)
-    # Batches of big images stay under 64 MiB of pixels, but never below the method's own batch;
+    # Batches of big images stay under 32 MiB of pixels, but never below the method's own batch;
     # unknown sizes keep the method's batch.
     sizes = {side: plan_resources(2, 0, MethodResources(batch_size=8), 5000, pixels_per_row=side * side).batch_size
              for side in (256, 512, 4000)}
-    assert sizes == {256: 64, 512: 16, 4000: 8}
+    assert sizes == {256: 32, 512: 8, 4000: 8}
     assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000).batch_size == 8
     big = plan_resources(32, 0, MethodResources(num_cpus=1, batch_size=8), n_rows=5000)
     assert (big.actor_cpus, big.task_cpus) == (1, 1)
     assert plan_resources(2, 0, MethodResources(batch_size=8), n_rows=5000, batch_size=8).batch_size == 8
     gpu = plan_resources(16, 2, MethodResources(num_cpus=1, num_gpus=1, batch_size=4), n_rows=5000)
-    # 4 rows of unknown size (assumed 1 megapixel) are a whole 64 MiB batch: blocks of one batch.
+    # 4 rows of unknown size (assumed 1 megapixel) are 64 MiB, over a batch's cap: blocks of one batch.
     assert (gpu.actors, gpu.batch_size, gpu.rows_per_block) == (2, 4, 4)
 
 
