@@ -181,7 +181,9 @@ def run(
                                           "Default: an embedded local Ray."),
     num_cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray (default: all)."),
     actors: Optional[int] = typer.Option(None, help="Method actors (default: sized from the cluster)."),
-    batch_size: Optional[int] = typer.Option(None, help="Rows per method call (default: the method's)."),
+    batch_size: Optional[int] = typer.Option(
+        None, help="Rows per method call (default: planned; CPU methods up to 128 rows or 32 MiB of pixels, "
+                   "GPU methods their own)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N manifest rows."),
     variants: int = typer.Option(1, help="Results per image (methods with latent editing, e.g. "
                                  "stylegan-inv); each is its own result row and image."),
