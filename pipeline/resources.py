@@ -30,7 +30,7 @@ BYTES_PER_PIXEL = 16
 # round of scheduling (about 20 ms on 2 cores), so for small images their number stays bounded, not
 # their size; but a block never holds more pixels than a batch may (32 MiB), as the load stage turns
 # a read block into one block of pixels. For small images that leaves the count bounded (32×32: up
-# to 32 batches a block); for faces a block stays one batch however long the manifest (windows,
+# to 16 batches a block); for faces a block stays one batch however long the manifest (windows,
 # below, bound what the driver holds). Paired runs of 1,920 rows of 256×256: in 256-row blocks, as a
 # 100k-row manifest had them, 1,702-1,717 MiB at the peak and 16-19 images/s; in blocks of one batch
 # 1,521-1,528 MiB and 23-24 images/s. 1M rows would have loaded 2,048-row blocks, 940 MB each.
