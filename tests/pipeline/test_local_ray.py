@@ -33,8 +33,8 @@ def test_the_store_follows_the_inflight_budget_but_never_exceeds_rays_default():
     assert plan.inflight_bytes > MIN_OBJECT_STORE_BYTES
     roomy = size_local_ray(plan, 16, 0, memory_bytes=512 * GIB)
     assert roomy.object_store_bytes == plan.inflight_bytes * (1 + STORE_HEADROOM) == plan.inflight_bytes * 9 // 8
-    tight = size_local_ray(plan, 16, 0, memory_bytes=4 * GIB)
-    assert tight.object_store_bytes == int(0.3 * 4 * GIB) < plan.inflight_bytes
+    tight = size_local_ray(plan, 16, 0, memory_bytes=2 * GIB)
+    assert tight.object_store_bytes == int(0.3 * 2 * GIB) < plan.inflight_bytes
     tiny_machine = size_local_ray(plan, 16, 0, memory_bytes=GIB // 8)
     assert tiny_machine.object_store_bytes == MIN_OBJECT_STORE_BYTES
 

@@ -163,7 +163,7 @@ def test_graph_caps_blocks_in_flight(tmp_path, small_chunks, ray_local):
     ds = build_graph(todo, plan, "telea", None, "paste", LoadConfig(), str(tmp_path / "out"))
     assert ds.context.execution_options.resource_limits.object_store_memory == plan.inflight_bytes
     # Ray Data takes the lesser of the budget and its share of the store; in an embedded Ray sized
-    # for faces (256 MiB in a 288 MiB store) that share must not cut the budget, as its default half would.
+    # for faces (128 MiB in a 144 MiB store) that share must not cut the budget, as its default half would.
     faces = plan_resources(2, 0, MethodResources(batch_size=8), 5000, pixels_per_row=256 * 256)
     store = size_local_ray(faces, 2, 0, memory_bytes=24 * 1024 ** 3).object_store_bytes
     face_ds = build_graph(todo, faces, "telea", None, "paste", LoadConfig(), str(tmp_path / "out"))
