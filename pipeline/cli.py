@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from manifests.io import ManifestError
+from pipeline.resources import BATCH_PIXEL_BYTES, CPU_METHOD_MAX_BATCH
 from stages.imageio import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
@@ -182,8 +183,8 @@ def run(
     num_cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray (default: all)."),
     actors: Optional[int] = typer.Option(None, help="Method actors (default: sized from the cluster)."),
     batch_size: Optional[int] = typer.Option(
-        None, help="Rows per method call (default: planned; CPU methods up to 128 rows or 32 MiB of pixels, "
-                   "GPU methods their own)."),
+        None, help=f"Rows per method call (default: planned; CPU methods up to {CPU_METHOD_MAX_BATCH} rows or "
+                   f"{BATCH_PIXEL_BYTES >> 20} MiB of pixels, GPU methods their own)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N manifest rows."),
     variants: int = typer.Option(1, help="Results per image (methods with latent editing, e.g. "
                                  "stylegan-inv); each is its own result row and image."),
