@@ -39,9 +39,13 @@ MAX_BLOCKS = 500
 # Data plans every read task of a dataset when it starts and keeps their input queued, and its
 # executor's per-block records, for the whole execution, so one dataset over a 100k-row manifest of
 # faces (1,563 blocks) held ~75 MiB more than a 5k-row run, and its scheduling loop slowed with the
-# queue: 20 against 30-34 images/s steady on 2 cores. A window starts its own actor pool (seconds);
-# 64 blocks are 2,048 rows of faces, a minute of work on 2 cores and far more for StyleGAN.
-WINDOW_BLOCKS = 64
+# queue: 20 against 30-34 images/s steady on 2 cores. But every window leaves a little behind in
+# Ray's own processes (the GCS, the raylet, the workers: about 0.5 MiB a window) and starts its own
+# actor pool, and each start can bring an extra worker process: 64-block windows (2,048 faces, 49
+# for 100k rows) made a long run's medians creep 20-25 MiB. A 256-block window holds ~3 MiB of
+# per-block records at its end, so 256 blocks (8,192 faces, 13 windows for 100k rows) is about the
+# least of the two costs (docs/scaling.md, fifteenth session); still minutes of work a window.
+WINDOW_BLOCKS = 256
 # Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
 # object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
 # method, and every process that touches those pages grows with the run's length (measured: task

@@ -61,9 +61,10 @@ def test_long_manifests_run_in_windows_of_a_bounded_number_of_blocks():
         assert plan.rows_per_window == WINDOW_BLOCKS * plan.rows_per_block
         return plan.rows_per_window
 
-    # Faces: 32-row blocks, so a 100k-row manifest is 49 windows of 2,048 rows, each like a short run.
+    # Faces: 32-row blocks, so a 100k-row manifest is 13 windows of 8,192 rows and a 5k-row one a single window.
     assert window(5_000, 256) == window(100_000, 256) == 32 * WINDOW_BLOCKS
-    assert len(windows(100_000, window(100_000, 256))) == -(-100_000 // (32 * WINDOW_BLOCKS)) == 49
+    assert len(windows(100_000, window(100_000, 256))) == -(-100_000 // (32 * WINDOW_BLOCKS)) == 13
+    assert len(windows(5_000, window(5_000, 256))) == 1
     assert window(1_000_000, 32) == 2048 * WINDOW_BLOCKS  # small images: few, long windows
     assert windows(10, 4) == [range(0, 4), range(4, 8), range(8, 10)]
     assert windows(10, 0) == [range(0, 10)] and windows(0, 4) == []
