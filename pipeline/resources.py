@@ -41,10 +41,12 @@ MAX_BLOCKS = 500
 # faces (1,563 blocks) held ~75 MiB more than a 5k-row run, and its scheduling loop slowed with the
 # queue: 20 against 30-34 images/s steady on 2 cores. But every window leaves a little behind in
 # Ray's own processes (the GCS, the raylet, the workers: about 0.5 MiB a window) and starts its own
-# actor pool, and each start can bring an extra worker process: 64-block windows (2,048 faces, 49
-# for 100k rows) made a long run's medians creep 20-25 MiB. A 256-block window holds ~3 MiB of
-# per-block records at its end, so 256 blocks (8,192 faces, 13 windows for 100k rows) is about the
-# least of the two costs (docs/scaling.md, fifteenth session); still minutes of work a window.
+# actor pool, and each start can bring an extra worker process: on a stand-in with the face plan's
+# 32-row blocks, 49 windows of 8 blocks raised the medians 25 MiB, 13 of 256 blocks 9 MiB. A
+# 256-block window holds ~3 MiB of per-block records at its end, so 256 blocks (8,192 faces, 13
+# windows for 100k rows) is about the least of the two costs; still minutes of work a window. At
+# 256x256 itself the medians were the same with 13 windows as with 49 (docs/scaling.md, fifteenth
+# session): what a long run of faces holds more is not per window.
 WINDOW_BLOCKS = 256
 # Decoded batches Ray Data may hold in the object store at once. Its default budget is half the
 # object store (30 % of RAM): a fast load stage then fills gigabytes with images waiting for the
